@@ -1,0 +1,190 @@
+"""Settings of the Sanic extension: constructor options and ``WSAUTH_*`` keys.
+
+Every option ``name`` has the config key ``WSAUTH_<NAME>`` (the secret is
+``WSAUTH_SECRET``). A value already in ``app.config`` (set in code, or from the
+environment as ``SANIC_WSAUTH_<NAME>``) wins over the constructor's option,
+which wins over the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..exceptions import ConfigurationError, WeakSecretError
+from ..tokens import (
+    _SECRET_HINT,
+    DEFAULT_LEEWAY,
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_TOKEN_BYTES,
+    SALT,
+)
+
+__all__ = ["CONFIG_PREFIX", "WSAuthConfig", "config_key", "resolve_config"]
+
+CONFIG_PREFIX = "WSAUTH_"
+
+
+@dataclass(frozen=True)
+class WSAuthConfig:
+    """Resolved settings; see the README's configuration table."""
+
+    secret: tuple[str, ...] = ()
+    verify_secrets: tuple[str, ...] = ()
+    salt: str = SALT
+    max_age: int = DEFAULT_MAX_AGE
+    leeway: int = DEFAULT_LEEWAY
+    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    token_path: str | None = "/authenticate/token"
+    query_param: str = "token"
+    subprotocol_prefix: str = "wsauth.ticket."
+    audience_param: str = "audience"
+    require_audience: bool = False
+    check_origin: bool = True
+    allowed_origins: tuple[str, ...] = ()
+    allow_missing_origin: bool = True
+    bind_ip: bool = False
+    max_connection_age: float = 0.0
+    refresh: bool = False
+    static_path: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "wsauth:jti:"
+    redis_timeout: float = 0.25
+    store_max_entries: int = 1_000_000
+    redact_logs: bool = True
+
+
+_OPTION_FOR_KEY = {"secret": "secret_keys"}
+_NAMES = tuple(f.name for f in fields(WSAuthConfig))
+OPTION_NAMES = frozenset(_OPTION_FOR_KEY.get(n, n) for n in _NAMES)
+
+
+def config_key(name: str) -> str:
+    """Return the ``app.config`` key of setting ``name``."""
+    return CONFIG_PREFIX + name.upper()
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigurationError(f"{config_key(name)} must be a boolean, got {value!r}")
+
+
+def _as_number(name: str, value: Any, kind: type[int] | type[float], minimum: float) -> Any:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{config_key(name)} must be a number")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{config_key(name)} must be a number, got {value!r}") from None
+    if number < minimum:
+        raise ConfigurationError(f"{config_key(name)} must be at least {minimum}")
+    return number
+
+
+def _as_list(name: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: Iterable[Any] = value.replace(",", " ").split()
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        raise ConfigurationError(f"{config_key(name)} must be a list of strings")
+    out = tuple(items)
+    if not all(isinstance(item, str) for item in out):
+        raise ConfigurationError(f"{config_key(name)} must be a list of strings")
+    return out
+
+
+def _as_secrets(name: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)):
+        value = [value]
+    if not isinstance(value, Iterable):
+        # Sanic turns a numeric SANIC_WSAUTH_SECRET into an int.
+        raise WeakSecretError(
+            f"{config_key(name)} must be a string, not {type(value).__name__}; {_SECRET_HINT}"
+        )
+    keys: list[str] = []
+    for key in value:
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "surrogateescape")
+        if not isinstance(key, str):
+            raise WeakSecretError(
+                f"{config_key(name)} must be a string, not {type(key).__name__}; {_SECRET_HINT}"
+            )
+        keys.append(key)
+    return tuple(keys)
+
+
+def _as_path(name: str, value: Any) -> str | None:
+    if value is None or value is False or value == "":
+        return None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigurationError(f"{config_key(name)} must be a path starting with '/'")
+    return value
+
+
+def _as_str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{config_key(name)} must be a non-empty string")
+    return value
+
+
+def _convert(name: str, value: Any) -> Any:
+    if name in ("secret", "verify_secrets"):
+        return _as_secrets(name, value)
+    if name == "allowed_origins":
+        return _as_list(name, value)
+    if name in ("token_path", "static_path"):
+        return _as_path(name, value)
+    if name == "redis_url":
+        return None if value in (None, "") else _as_str(name, value)
+    if name in ("max_age", "max_token_bytes", "store_max_entries"):
+        return _as_number(name, value, int, 1)
+    if name == "leeway":
+        return _as_number(name, value, int, 0)
+    if name == "redis_timeout":
+        return _as_number(name, value, float, 0.001)
+    if name == "max_connection_age":
+        return _as_number(name, value or 0, float, 0)
+    if name in ("require_audience", "check_origin", "allow_missing_origin", "bind_ip",
+                "refresh", "redact_logs"):
+        return _as_bool(name, value)
+    return _as_str(name, value)
+
+
+def resolve_config(app_config: Mapping[str, Any], options: Mapping[str, Any]) -> WSAuthConfig:
+    """Merge defaults, constructor options and ``app.config`` (which wins).
+
+    Raises:
+        ConfigurationError: an option is unknown or a value has the wrong type.
+        WeakSecretError: no signing secret is configured, or one is too weak.
+    """
+    unknown = set(options) - OPTION_NAMES
+    if unknown:
+        raise ConfigurationError(f"unknown WSAuth option(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name in _NAMES:
+        key = config_key(name)
+        option = _OPTION_FOR_KEY.get(name, name)
+        if key in app_config:
+            values[name] = _convert(name, app_config[key])
+        elif option in options:
+            values[name] = _convert(name, options[option])
+    config = WSAuthConfig(**values)
+    if not config.secret:
+        raise WeakSecretError(
+            "no secret configured: set WSAUTH_SECRET (env SANIC_WSAUTH_SECRET) or pass "
+            f"secret_keys=; {_SECRET_HINT}"
+        )
+    return config

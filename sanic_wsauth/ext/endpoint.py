@@ -1,0 +1,114 @@
+"""The ticket endpoint: trade the app's usual credentials for a ticket."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sanic import HTTPResponse, Request
+from sanic.response import json as json_response
+
+from ..tokens import MAX_AUDIENCE_CHARS, normalize_ip
+from .responses import error_response
+
+if TYPE_CHECKING:
+    from .extension import WSAuth
+
+__all__ = ["AuthenticateResult", "Authenticate", "Authorize", "Identity", "TicketEndpoint"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who ``authenticate`` says the caller is, with optional ticket claims."""
+
+    subject: str
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+AuthenticateResult = Identity | str | tuple[str, Mapping[str, Any]] | None
+Authenticate = Callable[[Request], "AuthenticateResult | Awaitable[AuthenticateResult]"]
+Authorize = Callable[[Request, Identity, str], "bool | Awaitable[bool]"]
+
+_BAD_REQUEST = "bad_request"
+
+
+async def _call(func: Callable[..., Any], *args: Any) -> Any:
+    result = func(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _as_identity(result: AuthenticateResult) -> Identity | None:
+    if result is None or isinstance(result, Identity):
+        return result
+    if isinstance(result, str):
+        return Identity(result)
+    if isinstance(result, tuple) and len(result) == 2:
+        return Identity(result[0], result[1])
+    raise TypeError(
+        "authenticate() must return None, a subject string, (subject, claims) or an Identity"
+    )
+
+
+def _requested_audience(request: Request, param: str) -> str | None:
+    """Read the audience from the query string or a JSON/form body."""
+    values = request.args.getlist(param) if param in request.args else []
+    if not values and request.body:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                raise ValueError("invalid JSON body") from None
+            if isinstance(body, dict) and param in body:
+                values = [body[param]]
+        elif request.form and param in request.form:
+            values = request.form.getlist(param)
+    if not values:
+        return None
+    if len(values) > 1 or not isinstance(values[0], str):
+        raise ValueError("one audience string expected")
+    if not 0 < len(values[0]) <= MAX_AUDIENCE_CHARS:
+        raise ValueError("audience length out of range")
+    return values[0]
+
+
+class TicketEndpoint:
+    """``POST <token_path>``: 200 ``{"token", "expires_in"}`` or 401/403."""
+
+    def __init__(
+        self, wsauth: WSAuth, authenticate: Authenticate, authorize: Authorize | None
+    ) -> None:
+        self._wsauth = wsauth
+        self._authenticate = authenticate
+        self._authorize = authorize
+
+    async def __call__(self, request: Request) -> HTTPResponse:
+        config = self._wsauth.config
+        try:
+            wanted = _requested_audience(request, config.audience_param)
+        except ValueError:
+            return error_response(_BAD_REQUEST, 400)
+        identity = _as_identity(await _call(self._authenticate, request))
+        if identity is None:
+            return error_response("unauthenticated", 401)
+        if wanted is not None and self._authorize is not None:
+            if not await _call(self._authorize, request, identity, wanted):
+                return error_response("audience_forbidden", 403)
+        client_ip = None
+        if config.bind_ip:
+            try:
+                client_ip = normalize_ip(request.client_ip)
+            except ValueError:
+                return error_response("no_client_ip", 400)
+        token = self._wsauth.issuer.issue(
+            identity.subject, audience=wanted, client_ip=client_ip, claims=identity.claims
+        )
+        return json_response(
+            {"token": token, "expires_in": config.max_age},
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )

@@ -1,0 +1,72 @@
+"""Per-route policy: which websocket routes need a ticket, and for what audience."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sanic import Request
+from sanic_routing import Route
+
+__all__ = ["AudienceSpec", "RoutePolicy", "audience", "policy_for", "public"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+AudienceSpec = str | Callable[[Request], str]
+
+_PUBLIC = "__wsauth_public__"
+_AUDIENCE = "__wsauth_audience__"
+
+
+def public(handler: F) -> F:
+    """Mark a websocket handler as open to clients without a ticket."""
+    setattr(handler, _PUBLIC, True)
+    return handler
+
+
+def audience(spec: AudienceSpec) -> Callable[[F], F]:
+    """Declare the audience a ticket must carry (if it carries one) for a route.
+
+    ``spec`` is a fixed string (a channel name) or a callable of the request
+    (say, a room from the path). Without it, a route's audience is its path.
+    """
+
+    def decorate(handler: F) -> F:
+        setattr(handler, _AUDIENCE, spec)
+        return handler
+
+    return decorate
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePolicy:
+    """What the guard enforces on one websocket route."""
+
+    public: bool
+    audience: AudienceSpec | None
+
+    def audience_for(self, request: Request) -> str:
+        spec = self.audience
+        if spec is None:
+            return request.path
+        return spec if isinstance(spec, str) else spec(request)
+
+
+def _original_handler(route: Route) -> Any:
+    # Sanic wraps websocket handlers in functools.partial(_websocket_handler, handler, ...).
+    handler = route.handler
+    args = getattr(handler, "args", ())
+    return args[0] if args else handler
+
+
+def policy_for(route: Route) -> RoutePolicy:
+    """Return (and cache on ``route.ctx``) the route's policy."""
+    cached: RoutePolicy | None = getattr(route.ctx, "wsauth_policy", None)
+    if cached is None:
+        handler = _original_handler(route)
+        cached = RoutePolicy(
+            public=bool(getattr(handler, _PUBLIC, False) or getattr(route.ctx, "wsauth_public", False)),
+            audience=getattr(handler, _AUDIENCE, None),
+        )
+        route.ctx.wsauth_policy = cached
+    return cached

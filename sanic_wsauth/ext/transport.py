@@ -1,0 +1,52 @@
+"""Where a ticket travels: the query string, or ``Sec-WebSocket-Protocol``."""
+
+from __future__ import annotations
+
+from sanic import Request
+
+from ..exceptions import MalformedTicket, MissingTicket
+
+__all__ = ["PROTOCOL_HEADER", "extract_ticket"]
+
+PROTOCOL_HEADER = "sec-websocket-protocol"
+
+
+def _take_protocol_ticket(request: Request, prefix: str) -> str | None:
+    """Remove the ticket entry from the offered subprotocols and return it.
+
+    The entry is deleted from the request headers before the handshake reads
+    them, so the server never echoes the ticket back and the route's real
+    subprotocols are negotiated as usual.
+    """
+    headers = request.headers
+    values = headers.getall(PROTOCOL_HEADER, [])
+    if not values:
+        return None
+    offered = [item.strip() for value in values for item in value.split(",")]
+    tickets = [item[len(prefix) :] for item in offered if item.startswith(prefix)]
+    if not tickets:
+        return None
+    if len(tickets) > 1:
+        raise MalformedTicket("more than one ticket offered")
+    rest = [item for item in offered if item and not item.startswith(prefix)]
+    del headers[PROTOCOL_HEADER]
+    if rest:
+        headers[PROTOCOL_HEADER] = ", ".join(rest)
+    return tickets[0]
+
+
+def extract_ticket(request: Request, *, query_param: str, prefix: str) -> str:
+    """Return the one ticket the request carries.
+
+    Raises:
+        MissingTicket: no ticket in the query string or the subprotocols.
+        MalformedTicket: more than one ticket was presented.
+    """
+    from_protocol = _take_protocol_ticket(request, prefix)
+    from_query = request.args.getlist(query_param) if query_param in request.args else []
+    if len(from_query) > 1 or (from_query and from_protocol is not None):
+        raise MalformedTicket("more than one ticket presented")
+    ticket = from_protocol if from_protocol is not None else (from_query or [""])[0]
+    if not ticket:
+        raise MissingTicket()
+    return ticket

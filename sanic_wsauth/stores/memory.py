@@ -1,0 +1,84 @@
+"""In-process replay set: the embedded default for a single worker."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ..exceptions import StoreUnavailable
+from .base import ReplayStore
+
+__all__ = ["DEFAULT_MAX_ENTRIES", "MemoryReplayStore"]
+
+DEFAULT_MAX_ENTRIES = 1_000_000
+
+
+class MemoryReplayStore(ReplayStore):
+    """A dict of ``jti -> expires_at`` with expiry and a hard cap.
+
+    Claims are atomic because they never await: within one event loop no
+    other task runs between the lookup and the insert. A deque keeps the ids
+    in claim order, which is expiry order because every ticket lives a fixed
+    time after its timestamp; each claim pops expired ids from its front.
+    That is O(1) amortised and keeps memory flat under any number of tickets
+    over time. With ``max_entries`` live entries held, a new claim raises
+    :class:`StoreUnavailable` (HTTP 503) rather than evict a live entry,
+    which would reopen that ticket for replay.
+
+    Replay protection is per process: under several workers or hosts use
+    :class:`~sanic_wsauth.stores.redis.RedisReplayStore`.
+
+    Args:
+        max_entries: Hard cap on live entries.
+        clock: Returns the current time in seconds; injected by tests.
+    """
+
+    shared = False
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+        self._order: deque[str] = deque()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def purge(self) -> int:
+        """Drop expired entries; return how many were dropped."""
+        now = self._clock()
+        expiry, order = self._expiry, self._order
+        dropped = 0
+        while order:
+            jti = order[0]
+            expires_at = expiry.get(jti)
+            if expires_at is not None and expires_at > now:
+                break
+            order.popleft()
+            if expires_at is not None:
+                del expiry[jti]
+                dropped += 1
+        return dropped
+
+    async def claim(self, jti: str, expires_at: float) -> bool:
+        expiry = self._expiry
+        self.purge()
+        if jti in expiry:
+            return False
+        if len(expiry) >= self.max_entries:
+            raise StoreUnavailable("replay set is full")
+        expiry[jti] = expires_at
+        self._order.append(jti)
+        return True
+
+    async def close(self) -> None:
+        self._expiry.clear()
+        self._order.clear()

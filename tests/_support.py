@@ -1,0 +1,206 @@
+"""Shared test helpers: real servers on 127.0.0.1, a real websocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sanic import Sanic
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+__all__ = [
+    "Handshake",
+    "Served",
+    "free_port",
+    "handshake",
+    "new_secret",
+    "post_token",
+    "run_demo",
+    "serve",
+    "wait_for_port",
+]
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Served:
+    """A Sanic app being served on 127.0.0.1 in this test's event loop."""
+
+    app: Sanic[Any, Any]
+    host: str
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Sanic[Any, Any], *, access_log: bool = False) -> AsyncIterator[Served]:
+    """Run ``app`` with its real protocol and lifecycle on an ephemeral port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = await app.create_server(
+        sock=sock, return_asyncio_server=True, access_log=access_log
+    )
+    assert server is not None
+    await server.startup()
+    await server.before_start()
+    await server.start_serving()
+    await server.after_start()
+    try:
+        yield Served(app, "127.0.0.1", port)
+    finally:
+        await server.before_stop()
+        closing = server.close()
+        if closing is not None:
+            await closing
+        await server.after_stop()
+        sock.close()
+
+
+@dataclass
+class Handshake:
+    """The outcome of one handshake attempt."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+    reply: str | None = None
+    subprotocol: str | None = None
+
+
+async def handshake(
+    url: str,
+    *,
+    send: str | None = "ping",
+    origin: str | None = None,
+    subprotocols: list[str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+) -> Handshake:
+    """Open a websocket; return 101 (with one echo round-trip) or the refusal."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with connect(
+                url,
+                origin=origin,  # type: ignore[arg-type]
+                subprotocols=subprotocols,  # type: ignore[arg-type]
+                additional_headers=headers,
+                open_timeout=timeout,
+            ) as ws:
+                reply = None
+                if send is not None:
+                    await ws.send(send)
+                    raw = await ws.recv()
+                    reply = raw if isinstance(raw, str) else raw.decode()
+                return Handshake(101, b"", dict(ws.response.headers), reply, ws.subprotocol)
+    except InvalidStatus as exc:
+        response = exc.response
+        return Handshake(response.status_code, bytes(response.body or b""), dict(response.headers))
+
+
+async def open_socket(url: str, **kwargs: Any) -> ClientConnection:
+    return await connect(url, **kwargs)
+
+
+def post_token(
+    base_url: str,
+    *,
+    api_key: str | None = None,
+    path: str = "/authenticate/token",
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, dict[str, Any], Mapping[str, str]]:
+    """POST to the ticket endpoint with a plain HTTP client (no Sanic involved)."""
+    import json
+
+    all_headers = dict(headers or {})
+    if api_key is not None:
+        all_headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
+        base_url + path, data=body or b"", method="POST", headers=all_headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, json.loads(raw) if raw else {}, dict(exc.headers)
+
+
+def wait_for_port(host: str, port: int, *, timeout: float = 30.0, proc: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited early with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1) as r:  # noqa: S310
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing answered on {host}:{port} within {timeout}s")
+
+
+@contextlib.contextmanager
+def run_demo(
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+    args: list[str] | None = None,
+    port: int | None = None,
+    log_path: str | None = None,
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Start ``python -m sanic_wsauth demo`` in a subprocess; stop it by PID."""
+    port = port or free_port()
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("WSAUTH_DEMO_API_KEY", "test-api-key")
+    full_env.setdefault("WSAUTH_SECRET", new_secret())
+    cmd = [
+        sys.executable, "-m", "sanic_wsauth", "demo",
+        "--port", str(port), "--workers", str(workers), *(args or []),
+    ]
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port("127.0.0.1", port, proc=proc)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if log_path:
+            log.close()  # type: ignore[union-attr]
