@@ -1,0 +1,362 @@
+"""The ticket core, with no Sanic: issue, verify, rotation, interop, limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import zlib
+from base64 import urlsafe_b64encode
+
+import pytest
+from itsdangerous import SignatureExpired, URLSafeTimedSerializer
+from itsdangerous.timed import TimestampSigner
+
+from sanic_wsauth import exceptions as exc
+from sanic_wsauth.tokens import (
+    COMPRESS_MIN_BYTES,
+    SALT,
+    Ticket,
+    TicketIssuer,
+    TicketVerifier,
+    decode_unverified,
+    normalize_ip,
+    stock_serializer,
+)
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frozen_stock(secret: str | list[str], at: float, salt: str = SALT) -> URLSafeTimedSerializer[str]:
+    class FrozenSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(at)
+
+    keys = secret if isinstance(secret, list) else [secret]
+    return URLSafeTimedSerializer(
+        keys,
+        salt=salt,
+        signer=FrozenSigner,
+        signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"},
+    )
+
+
+def test_round_trip_carries_every_field(secret: str) -> None:
+    clock = Clock()
+    token = TicketIssuer(secret, clock=clock).issue(
+        "alice", audience="/ws/chat", client_ip="::ffff:10.0.0.1", claims={"role": "admin"}
+    )
+    ticket = TicketVerifier(secret, clock=clock).verify(
+        token, audience="/ws/chat", client_ip="10.0.0.1"
+    )
+    assert ticket.subject == "alice"
+    assert ticket.audience == "/ws/chat"
+    assert ticket.client_ip == "10.0.0.1"
+    assert dict(ticket.claims) == {"role": "admin"}
+    assert ticket.issued_at == int(NOW)
+    assert ticket.expires_at == int(NOW) + 30 + 5
+    assert len(ticket.jti) == 32 and int(ticket.jti, 16) >= 0
+    assert ticket.jti[12] == "4" and ticket.jti[16] in "89ab"  # uuid4 layout
+
+
+def test_ticket_is_immutable(secret: str) -> None:
+    ticket = TicketVerifier(secret).verify(TicketIssuer(secret).issue("a"))
+    with pytest.raises(AttributeError):
+        ticket.subject = "b"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ticket.claims["x"] = 1  # type: ignore[index]
+    assert ticket == Ticket(
+        ticket.jti, "a", ticket.issued_at, ticket.expires_at, None, None, ticket.claims
+    )
+
+
+def test_every_ticket_has_a_fresh_jti(secret: str) -> None:
+    issuer, verifier = TicketIssuer(secret), TicketVerifier(secret)
+    jtis = {verifier.verify(issuer.issue("a")).jti for _ in range(2000)}
+    assert len(jtis) == 2000
+
+
+def test_stock_itsdangerous_ticket_verifies(secret: str) -> None:
+    token = frozen_stock(secret, NOW).dumps({"jti": "0" * 32, "sub": "bob", "aud": "/x"})
+    ticket = TicketVerifier(secret, clock=Clock()).verify(token, audience="/x")
+    assert (ticket.jti, ticket.subject, ticket.issued_at) == ("0" * 32, "bob", int(NOW))
+
+
+def test_stock_compressed_ticket_verifies(secret: str) -> None:
+    payload = {"jti": "1" * 32, "sub": "bob", "ext": {"blob": "ab" * 400}}
+    token = frozen_stock(secret, NOW).dumps(payload)
+    assert token.startswith(".")  # stock chose zlib
+    assert dict(TicketVerifier(secret, clock=Clock()).verify(token).claims) == payload["ext"]
+
+
+def test_our_ticket_loads_with_stock_itsdangerous(secret: str) -> None:
+    token = TicketIssuer(secret).issue("carol", claims={"k": [1, 2]})
+    payload = stock_serializer(secret).loads(token, max_age=30)
+    assert payload["sub"] == "carol" and payload["ext"] == {"k": [1, 2]}
+
+
+def test_our_tickets_are_byte_identical_to_stock(secret: str) -> None:
+    clock = Clock()
+    issuer = TicketIssuer(secret, clock=clock)
+    for payload in (
+        {"jti": "3f9c1e7a0b5d42c68e1f9a7b3c5d0e21", "sub": "dave"},
+        {"jti": "9d2e4f6a8b0c4d1e9f3a5b7c9d1e3f50", "sub": "u-1842", "aud": "/ws/7"},
+        {"jti": "c" * 32, "sub": "x" * 40, "ext": {"blob": "0123456789" * 60}},  # compressed
+    ):
+        assert issuer.sign_payload(payload) == frozen_stock(secret, NOW).dumps(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"jti": "d" * 32, "sub": "z" * 150},
+        {
+            "jti": "9d2e4f6a8b0c4d1e9f3a5b7c9d1e3f50",
+            "sub": "dave",
+            "aud": "/ws",
+            "ip": "127.0.0.1",
+            "ext": {"n": 1},
+        },
+    ],
+)
+def test_small_payloads_are_never_compressed(secret: str, payload: dict[str, object]) -> None:
+    # Stock compresses these (zlib saves a few bytes); we skip zlib at or below the
+    # threshold (it costs more than the rest of an issue), and both forms verify everywhere.
+    assert len(json.dumps(payload, separators=(",", ":"))) <= COMPRESS_MIN_BYTES
+    ours = TicketIssuer(secret, clock=Clock()).sign_payload(payload)
+    stock = frozen_stock(secret, NOW).dumps(payload)
+    assert not ours.startswith(".") and stock.startswith(".")
+    assert frozen_stock(secret, NOW).loads(ours) == payload
+    verifier = TicketVerifier(secret, clock=Clock())
+    bindings = {"audience": "/ws", "client_ip": "127.0.0.1"} if "aud" in payload else {}
+    assert verifier.verify(stock, **bindings) == verifier.verify(ours, **bindings)
+
+
+def test_rotation_newest_signs_all_verify() -> None:
+    old, new = "o" * 40, "n" * 40
+    rotated = TicketIssuer([old, new]).issue("e")
+    TicketVerifier(new).verify(rotated)
+    with pytest.raises(exc.BadSignature):
+        TicketVerifier(old).verify(rotated)
+    both = TicketVerifier([old, new])
+    both.verify(TicketIssuer(old).issue("e"))
+    both.verify(rotated)
+
+
+@pytest.mark.parametrize("bad", ["short", "x" * 31, b"y" * 31, 12345678901234567890, [], None, 3.5])
+def test_weak_or_odd_keys_are_refused(bad: object) -> None:
+    with pytest.raises(exc.WeakSecretError) as info:
+        TicketVerifier(bad)  # type: ignore[arg-type]
+    assert "sanic-wsauth secret" in str(info.value)
+    with pytest.raises(exc.WeakSecretError):
+        TicketIssuer(bad)  # type: ignore[arg-type]
+
+
+def test_a_weak_key_among_strong_ones_is_refused() -> None:
+    with pytest.raises(exc.WeakSecretError):
+        TicketVerifier(["s" * 40, "weak"])
+
+
+def test_expiry_and_leeway_in_both_directions(secret: str) -> None:
+    clock = Clock()
+    token = TicketIssuer(secret, clock=clock).issue("f")
+    verifier = TicketVerifier(secret, max_age=30, leeway=5, clock=clock)
+    clock.now = NOW + 35  # max_age + leeway: still valid
+    verifier.verify(token)
+    clock.now = NOW + 36
+    with pytest.raises(exc.TicketExpired):
+        verifier.verify(token)
+    clock.now = NOW - 5  # issuer's clock 5 s ahead: within leeway
+    verifier.verify(token)
+    clock.now = NOW - 6
+    with pytest.raises(exc.TicketNotYetValid):
+        verifier.verify(token)
+
+
+def test_stock_itsdangerous_rejects_negative_age_but_we_allow_leeway(secret: str) -> None:
+    token = frozen_stock(secret, NOW + 3).dumps({"jti": "e" * 32, "sub": "g"})
+    TicketVerifier(secret, clock=Clock()).verify(token)
+    with pytest.raises(SignatureExpired):
+        frozen_stock(secret, NOW).loads(token, max_age=30)  # real clock: dated in the past
+    # (stock refuses any negative age; our leeway covers skewed issuers)
+
+
+def test_wrong_key_and_wrong_salt_are_bad_signatures(secret: str) -> None:
+    token = TicketIssuer(secret).issue("h")
+    with pytest.raises(exc.BadSignature):
+        TicketVerifier("w" * 40).verify(token)
+    with pytest.raises(exc.BadSignature):
+        TicketVerifier(secret, salt="other-salt").verify(token)
+
+
+def test_tampering_anywhere_breaks_the_signature(secret: str) -> None:
+    token = TicketIssuer(secret).issue("i")
+    verifier = TicketVerifier(secret)
+    alphabet = "AB"
+    for index, char in enumerate(token):
+        if char == ".":
+            continue
+        replacement = alphabet[0] if char != alphabet[0] else alphabet[1]
+        tampered = token[:index] + replacement + token[index + 1 :]
+        with pytest.raises((exc.BadSignature, exc.MalformedTicket)):
+            verifier.verify(tampered)
+
+
+def test_non_canonical_signature_spelling_is_refused(secret: str) -> None:
+    token = TicketIssuer(secret).issue("j")
+    value, _, sig = token.rpartition(".")
+    # The last base64 character carries 2 spare bits: flipping them keeps the bytes.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(sig[-1])
+    twin = sig[:-1] + alphabet[last ^ 1]
+    with pytest.raises(exc.BadSignature):
+        TicketVerifier(secret).verify(f"{value}.{twin}")
+
+
+@pytest.mark.parametrize(
+    ("token", "error"),
+    [
+        ("", exc.MissingTicket),
+        ("garbage", exc.MalformedTicket),
+        ("a.b", exc.MalformedTicket),
+        ("a..b", exc.MalformedTicket),
+        ("a.b.c.d!", exc.MalformedTicket),
+        ("é.b.c", exc.MalformedTicket),
+        ("a b.c.d", exc.MalformedTicket),
+        ("a.b." + "c" * 43, exc.BadSignature),
+        ("a.b.c", exc.BadSignature),
+    ],
+)
+def test_malformed_input(secret: str, token: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        TicketVerifier(secret).verify(token)
+
+
+def test_non_string_input_is_missing(secret: str) -> None:
+    for value in (None, 5, b"bytes", ["x"]):
+        with pytest.raises(exc.MissingTicket):
+            TicketVerifier(secret).verify(value)
+
+
+def test_oversized_ticket_refused_before_decoding(secret: str) -> None:
+    verifier = TicketVerifier(secret, max_token_bytes=512)
+    with pytest.raises(exc.TicketTooLarge) as info:
+        verifier.verify("a" * 513)
+    assert info.value.reason == "too_large"
+    assert info.value.status == 401
+
+
+def test_signed_but_invalid_payloads_are_malformed(secret: str) -> None:
+    issuer, verifier = TicketIssuer(secret), TicketVerifier(secret)
+    for payload in (
+        [1, 2],
+        {"sub": "x"},
+        {"jti": "A" * 32, "sub": "x"},
+        {"jti": "a" * 31, "sub": "x"},
+        {"jti": "a" * 32},
+        {"jti": "a" * 32, "sub": ""},
+        {"jti": "a" * 32, "sub": "x" * 257},
+        {"jti": "a" * 32, "sub": 5},
+        {"jti": "a" * 32, "sub": "x", "aud": 5},
+        {"jti": "a" * 32, "sub": "x", "ip": "not-an-ip"},
+        {"jti": "a" * 32, "sub": "x", "ip": 7},
+        {"jti": "a" * 32, "sub": "x", "ext": [1]},
+    ):
+        with pytest.raises(exc.MalformedTicket):
+            verifier.verify(issuer.sign_payload(payload))  # type: ignore[arg-type]
+
+
+def test_compressed_payload_bomb_is_refused(secret: str) -> None:
+    bomb = zlib.compress(b'{"jti":"' + b"a" * 2_000_000 + b'"}', 9)
+    assert len(bomb) < 4096
+    segment = "." + urlsafe_b64encode(bomb).decode().rstrip("=")
+    issuer = TicketIssuer(secret)
+    # Sign the crafted segment exactly as the format prescribes.
+    from itsdangerous.encoding import base64_encode, int_to_bytes
+
+    value = segment.encode() + b"." + base64_encode(int_to_bytes(int(NOW)))
+    import hmac as _hmac
+
+    signature = base64_encode(_hmac.digest(issuer._key, value, "sha256"))
+    token = (value + b"." + signature).decode()
+    with pytest.raises(exc.TicketTooLarge):
+        TicketVerifier(secret, clock=Clock(), max_token_bytes=8192).verify(token)
+
+
+def test_bindings(secret: str) -> None:
+    issuer, verifier = TicketIssuer(secret), TicketVerifier(secret)
+    bound = issuer.issue("k", audience="/ws/chat", client_ip="2001:DB8::1")
+    verifier.verify(bound, audience="/ws/chat", client_ip="[2001:db8:0::1]")
+    with pytest.raises(exc.AudienceMismatch):
+        verifier.verify(issuer.issue("k", audience="/ws/chat"), audience="/ws/admin")
+    with pytest.raises(exc.AudienceMismatch):
+        verifier.verify(issuer.issue("k", audience="/ws/chat"))
+    with pytest.raises(exc.IPMismatch):
+        verifier.verify(issuer.issue("k", client_ip="10.0.0.1"), client_ip="10.0.0.2")
+    with pytest.raises(exc.IPMismatch):
+        verifier.verify(issuer.issue("k", client_ip="10.0.0.1"), client_ip=None)
+    with pytest.raises(exc.IPMismatch):
+        verifier.verify(issuer.issue("k", client_ip="10.0.0.1"), client_ip="garbage")
+    # An unbound ticket passes anywhere.
+    verifier.verify(issuer.issue("k"), audience="/anything", client_ip="10.9.9.9")
+
+
+def test_binding_errors_are_forbidden_not_unauthorized() -> None:
+    assert exc.AudienceMismatch().status == 403 and exc.IPMismatch().status == 403
+    assert exc.StoreUnavailable().status == 503 and exc.TicketReplayed().status == 401
+
+
+@pytest.mark.parametrize("subject", ["", "x" * 257])
+def test_issue_validates_its_input(secret: str, subject: str) -> None:
+    with pytest.raises(ValueError):
+        TicketIssuer(secret).issue(subject)
+    with pytest.raises(ValueError):
+        TicketIssuer(secret).issue("ok", audience="")
+    with pytest.raises(ValueError):
+        TicketIssuer(secret).issue("ok", client_ip="nope")
+
+
+def test_decode_unverified_trusts_nothing(secret: str) -> None:
+    token = TicketIssuer(secret, clock=Clock()).issue("l", audience="/a")
+    payload, issued_at = decode_unverified(token)
+    assert payload["sub"] == "l" and payload["aud"] == "/a" and issued_at == int(NOW)
+    forged = token[:-3] + "AAA"
+    assert decode_unverified(forged)[0]["sub"] == "l"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("127.0.0.1", "127.0.0.1"), ("[::1]", "::1"), ("::ffff:1.2.3.4", "1.2.3.4"),
+     ("2001:DB8:0:0::1", "2001:db8::1"), (" 10.0.0.1 ", "10.0.0.1")],
+)
+def test_normalize_ip(raw: str, expected: str) -> None:
+    assert normalize_ip(raw) == expected
+
+
+def test_constructor_arguments_are_checked(secret: str) -> None:
+    with pytest.raises(ValueError):
+        TicketVerifier(secret, max_age=0)
+    with pytest.raises(ValueError):
+        TicketVerifier(secret, leeway=-1)
+    with pytest.raises(ValueError):
+        TicketIssuer(secret, max_age=-5)
+
+
+def test_token_core_imports_no_sanic_and_no_redis() -> None:
+    code = (
+        "import sys, sanic_wsauth.tokens, sanic_wsauth.stores, sanic_wsauth.exceptions\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sanic', 'redis', "
+        "'sanic_routing', 'websockets'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
