@@ -72,7 +72,7 @@ MAX_AUDIENCE_CHARS = 256
 
 SecretKeys = str | bytes | Iterable[str | bytes]
 
-_SECRET_HINT = (
+_KEYGEN_HINT = (
     "generate one with `sanic-wsauth secret` or "
     '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'
 )
@@ -148,10 +148,10 @@ def _coerce_keys(secret_keys: SecretKeys) -> list[bytes]:
             candidates = list(secret_keys)
         except TypeError:
             raise WeakSecretError(
-                f"secret key must be a string, not {type(secret_keys).__name__}; {_SECRET_HINT}"
+                f"secret key must be a string, not {type(secret_keys).__name__}; {_KEYGEN_HINT}"
             ) from None
     if not candidates:
-        raise WeakSecretError(f"no secret key configured; {_SECRET_HINT}")
+        raise WeakSecretError(f"no secret key configured; {_KEYGEN_HINT}")
     keys: list[bytes] = []
     for key in candidates:
         if isinstance(key, str):
@@ -161,12 +161,12 @@ def _coerce_keys(secret_keys: SecretKeys) -> list[bytes]:
         else:
             # Sanic turns a numeric SANIC_WSAUTH_SECRET into an int: refuse it.
             raise WeakSecretError(
-                f"secret key must be a string, not {type(key).__name__}; {_SECRET_HINT}"
+                f"secret key must be a string, not {type(key).__name__}; {_KEYGEN_HINT}"
             )
         if len(raw) < MIN_KEY_BYTES:
             raise WeakSecretError(
                 f"secret key is {len(raw)} bytes; at least {MIN_KEY_BYTES} are required; "
-                f"{_SECRET_HINT}"
+                f"{_KEYGEN_HINT}"
             )
         keys.append(raw)
     return keys
@@ -200,9 +200,7 @@ def normalize_ip(value: str) -> str:
     return str(address)
 
 
-def stock_serializer(
-    secret_keys: SecretKeys, *, salt: str = SALT
-) -> URLSafeTimedSerializer[str]:
+def stock_serializer(secret_keys: SecretKeys, *, salt: str = SALT) -> URLSafeTimedSerializer[str]:
     """Build the stock itsdangerous serializer for format v1.
 
     Tickets it ``dumps`` verify with :class:`TicketVerifier`, and tickets
@@ -508,8 +506,7 @@ class TicketVerifier:
     @staticmethod
     def _check_bindings(ticket: Ticket, audience: str | None, client_ip: str | None) -> None:
         if ticket.audience is not None and (
-            audience is None
-            or not hmac.compare_digest(ticket.audience.encode(), audience.encode())
+            audience is None or not hmac.compare_digest(ticket.audience.encode(), audience.encode())
         ):
             raise AudienceMismatch()
         if ticket.client_ip is not None:

@@ -68,9 +68,7 @@ async def serve(app: Sanic[Any, Any], *, access_log: bool = False) -> AsyncItera
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = await app.create_server(
-        sock=sock, return_asyncio_server=True, access_log=access_log
-    )
+    server = await app.create_server(sock=sock, return_asyncio_server=True, access_log=access_log)
     assert server is not None
     await server.startup()
     await server.before_start()
@@ -93,7 +91,7 @@ class Handshake:
 
     status: int
     body: bytes
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # names lower-cased
     reply: str | None = None
     subprotocol: str | None = None
 
@@ -122,10 +120,21 @@ async def handshake(
                     await ws.send(send)
                     raw = await ws.recv()
                     reply = raw if isinstance(raw, str) else raw.decode()
-                return Handshake(101, b"", dict(ws.response.headers), reply, ws.subprotocol)
+                return Handshake(
+                    101, b"", _lower(ws.response.headers.raw_items()), reply, ws.subprotocol
+                )
     except InvalidStatus as exc:
         response = exc.response
-        return Handshake(response.status_code, bytes(response.body or b""), dict(response.headers))
+        return Handshake(
+            response.status_code,
+            bytes(response.body or b""),
+            _lower(response.headers.raw_items()),
+        )
+
+
+def _lower(items: Any) -> dict[str, str]:
+    """Header names lower-cased (HTTP header names are case-insensitive)."""
+    return {name.lower(): value for name, value in items}
 
 
 async def open_socket(url: str, **kwargs: Any) -> ClientConnection:
@@ -186,8 +195,15 @@ def run_demo(
     full_env.setdefault("WSAUTH_DEMO_API_KEY", "test-api-key")
     full_env.setdefault("WSAUTH_SECRET", new_secret())
     cmd = [
-        sys.executable, "-m", "sanic_wsauth", "demo",
-        "--port", str(port), "--workers", str(workers), *(args or []),
+        sys.executable,
+        "-m",
+        "sanic_wsauth",
+        "demo",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        *(args or []),
     ]
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)

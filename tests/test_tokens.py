@@ -36,7 +36,9 @@ class Clock:
         return self.now
 
 
-def frozen_stock(secret: str | list[str], at: float, salt: str = SALT) -> URLSafeTimedSerializer[str]:
+def frozen_stock(
+    secret: str | list[str], at: float, salt: str = SALT
+) -> URLSafeTimedSerializer[str]:
     class FrozenSigner(TimestampSigner):
         def get_timestamp(self) -> int:
             return int(at)
@@ -335,8 +337,13 @@ def test_decode_unverified_trusts_nothing(secret: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("127.0.0.1", "127.0.0.1"), ("[::1]", "::1"), ("::ffff:1.2.3.4", "1.2.3.4"),
-     ("2001:DB8:0:0::1", "2001:db8::1"), (" 10.0.0.1 ", "10.0.0.1")],
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("[::1]", "::1"),
+        ("::ffff:1.2.3.4", "1.2.3.4"),
+        ("2001:DB8:0:0::1", "2001:db8::1"),
+        (" 10.0.0.1 ", "10.0.0.1"),
+    ],
 )
 def test_normalize_ip(raw: str, expected: str) -> None:
     assert normalize_ip(raw) == expected

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..exceptions import ConfigurationError, WeakSecretError
 from ..tokens import (
-    _SECRET_HINT,
+    _KEYGEN_HINT,
     DEFAULT_LEEWAY,
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_TOKEN_BYTES,
@@ -36,7 +36,7 @@ class WSAuthConfig:
     max_age: int = DEFAULT_MAX_AGE
     leeway: int = DEFAULT_LEEWAY
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
-    token_path: str | None = "/authenticate/token"
+    token_path: str | None = "/authenticate/token"  # noqa: S105 - a URL path
     query_param: str = "token"
     subprotocol_prefix: str = "wsauth.ticket."
     audience_param: str = "audience"
@@ -112,7 +112,7 @@ def _as_secrets(name: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, Iterable):
         # Sanic turns a numeric SANIC_WSAUTH_SECRET into an int.
         raise WeakSecretError(
-            f"{config_key(name)} must be a string, not {type(value).__name__}; {_SECRET_HINT}"
+            f"{config_key(name)} must be a string, not {type(value).__name__}; {_KEYGEN_HINT}"
         )
     keys: list[str] = []
     for key in value:
@@ -120,7 +120,7 @@ def _as_secrets(name: str, value: Any) -> tuple[str, ...]:
             key = key.decode("utf-8", "surrogateescape")
         if not isinstance(key, str):
             raise WeakSecretError(
-                f"{config_key(name)} must be a string, not {type(key).__name__}; {_SECRET_HINT}"
+                f"{config_key(name)} must be a string, not {type(key).__name__}; {_KEYGEN_HINT}"
             )
         keys.append(key)
     return tuple(keys)
@@ -157,8 +157,14 @@ def _convert(name: str, value: Any) -> Any:
         return _as_number(name, value, float, 0.001)
     if name == "max_connection_age":
         return _as_number(name, value or 0, float, 0)
-    if name in ("require_audience", "check_origin", "allow_missing_origin", "bind_ip",
-                "refresh", "redact_logs"):
+    if name in (
+        "require_audience",
+        "check_origin",
+        "allow_missing_origin",
+        "bind_ip",
+        "refresh",
+        "redact_logs",
+    ):
         return _as_bool(name, value)
     return _as_str(name, value)
 
@@ -185,6 +191,6 @@ def resolve_config(app_config: Mapping[str, Any], options: Mapping[str, Any]) ->
     if not config.secret:
         raise WeakSecretError(
             "no secret configured: set WSAUTH_SECRET (env SANIC_WSAUTH_SECRET) or pass "
-            f"secret_keys=; {_SECRET_HINT}"
+            f"secret_keys=; {_KEYGEN_HINT}"
         )
     return config

@@ -65,7 +65,9 @@ def policy_for(route: Route) -> RoutePolicy:
     if cached is None:
         handler = _original_handler(route)
         cached = RoutePolicy(
-            public=bool(getattr(handler, _PUBLIC, False) or getattr(route.ctx, "wsauth_public", False)),
+            public=bool(
+                getattr(handler, _PUBLIC, False) or getattr(route.ctx, "wsauth_public", False)
+            ),
             audience=getattr(handler, _AUDIENCE, None),
         )
         route.ctx.wsauth_policy = cached
