@@ -1,0 +1,164 @@
+"""The ticket endpoint, in process with sanic-testing's client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sanic import Request, Sanic
+
+from sanic_wsauth import Identity, TicketVerifier, WSAuth
+from sanic_wsauth.tokens import decode_unverified
+
+
+def bearer_auth(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return header.removeprefix("Bearer ") if header.startswith("Bearer user-") else None
+
+
+def make_app(name: str, secret: str, **options: Any) -> Sanic[Any, Any]:
+    app: Sanic[Any, Any] = Sanic(name)
+    options.setdefault("authenticate", bearer_auth)
+    WSAuth(app, secret_keys=secret, **options)
+    return app
+
+
+def test_credentials_buy_a_ticket(app_name: str, secret: str) -> None:
+    app = make_app(app_name, secret)
+    _, response = app.test_client.post(
+        "/authenticate/token", headers={"Authorization": "Bearer user-7"}
+    )
+    assert response.status == 200
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json["expires_in"] == 30
+    ticket = TicketVerifier(secret).verify(response.json["token"])
+    assert ticket.subject == "user-7"
+
+
+def test_no_credentials_get_401_with_challenge(app_name: str, secret: str) -> None:
+    app = make_app(app_name, secret)
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
+        _, response = app.test_client.post("/authenticate/token", headers=headers)
+        assert response.status == 401
+        assert response.json == {"error": "unauthenticated"}
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_only_post_is_served(app_name: str, secret: str) -> None:
+    app = make_app(app_name, secret)
+    _, response = app.test_client.get("/authenticate/token")
+    assert response.status == 405
+
+
+def test_async_authenticate_with_claims(app_name: str, secret: str) -> None:
+    async def authenticate(request: Request) -> tuple[str, dict[str, Any]]:
+        await asyncio.sleep(0)
+        return "u1", {"role": "admin"}
+
+    app = make_app(app_name, secret, authenticate=authenticate)
+    _, response = app.test_client.post("/authenticate/token")
+    ticket = TicketVerifier(secret).verify(response.json["token"])
+    assert (ticket.subject, dict(ticket.claims)) == ("u1", {"role": "admin"})
+
+
+def test_identity_result(app_name: str, secret: str) -> None:
+    app = make_app(app_name, secret, authenticate=lambda r: Identity("u2", {"t": 1}))
+    _, response = app.test_client.post("/authenticate/token")
+    payload, _ = decode_unverified(response.json["token"])
+    assert payload["sub"] == "u2" and payload["ext"] == {"t": 1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"params": {"audience": "/ws/chat"}}, "/ws/chat"),
+        ({"json": {"audience": "/ws/chat"}}, "/ws/chat"),
+        ({"data": {"audience": "/ws/chat"}}, "/ws/chat"),
+        ({}, None),
+    ],
+)
+def test_audience_parameter(
+    app_name: str, secret: str, kwargs: dict[str, Any], expected: str | None
+) -> None:
+    app = make_app(app_name, secret)
+    _, response = app.test_client.post(
+        "/authenticate/token", headers={"Authorization": "Bearer user-1"}, **kwargs
+    )
+    assert response.status == 200, response.body
+    payload, _ = decode_unverified(response.json["token"])
+    assert payload.get("aud") == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        {"json": {"audience": 5}},
+        {"json": {"audience": ""}},
+        {"json": {"audience": "x" * 300}},
+        {"params": [("audience", "a"), ("audience", "b")]},
+    ],
+)
+def test_bad_audience_requests_get_400(app_name: str, secret: str, kwargs: dict[str, Any]) -> None:
+    app = make_app(app_name, secret)
+    headers = {"Authorization": "Bearer user-1", **kwargs.pop("headers", {})}
+    _, response = app.test_client.post("/authenticate/token", headers=headers, **kwargs)
+    assert response.status == 400
+    assert response.json == {"error": "bad_request"}
+
+
+def test_authorize_callback_guards_audiences(app_name: str, secret: str) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def authorize(request: Request, identity: Identity, audience: str) -> bool:
+        seen.append((identity.subject, audience))
+        return audience != "/ws/admin"
+
+    app = make_app(app_name, secret, authorize=authorize)
+    headers = {"Authorization": "Bearer user-3"}
+    _, ok = app.test_client.post("/authenticate/token?audience=/ws/chat", headers=headers)
+    _, denied = app.test_client.post("/authenticate/token?audience=/ws/admin", headers=headers)
+    assert ok.status == 200
+    assert denied.status == 403 and denied.json == {"error": "audience_forbidden"}
+    assert seen == [("user-3", "/ws/chat"), ("user-3", "/ws/admin")]
+
+
+def test_path_and_max_age_are_configurable(app_name: str, secret: str) -> None:
+    app = make_app(app_name, secret, token_path="/api/ws-ticket", max_age=12)
+    headers = {"Authorization": "Bearer user-1"}
+    _, response = app.test_client.post("/api/ws-ticket", headers=headers)
+    assert response.status == 200 and response.json["expires_in"] == 12
+    app.test_client.port = None  # type: ignore[attr-defined]
+    _, missing = app.test_client.post("/authenticate/token", headers=headers)
+    assert missing.status == 404
+
+
+def test_no_authenticate_means_no_endpoint(app_name: str, secret: str) -> None:
+    app: Sanic[Any, Any] = Sanic(app_name)
+    WSAuth(app, secret_keys=secret)
+
+    @app.get("/")
+    async def index(request: Request) -> Any:  # Sanic cannot route an app with no routes
+        from sanic.response import empty
+
+        return empty()
+
+    _, response = app.test_client.post("/authenticate/token")
+    assert response.status == 404
+
+
+def test_ip_binding_binds_the_callers_address(app_name: str, secret: str) -> None:
+    app = make_app(app_name, secret, bind_ip=True)
+    _, response = app.test_client.post(
+        "/authenticate/token", headers={"Authorization": "Bearer user-1"}
+    )
+    payload, _ = decode_unverified(response.json["token"])
+    assert payload["ip"] == "127.0.0.1"
+
+
+def test_authenticate_must_return_a_known_shape(app_name: str, secret: str) -> None:
+    app = make_app(app_name, secret, authenticate=lambda r: 42)
+    _, response = app.test_client.post("/authenticate/token")
+    assert response.status == 500  # the application's own bug, reported by Sanic as such
+    assert b"Traceback" not in response.body
