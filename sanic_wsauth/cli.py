@@ -1,22 +1,93 @@
 """The ``sanic-wsauth`` command (also ``python -m sanic_wsauth``).
 
-Exit codes: 0 success; 1 the command failed (bad ticket, server error);
-2 usage or configuration error (missing secret, bad arguments).
+Subcommands:
+
+- ``demo``: run the demo server.
+- ``secret``: print a new random secret for ``WSAUTH_SECRET``.
+- ``issue``: mint a ticket with the secret from the environment.
+- ``inspect``: decode a ticket without trusting it; ``--verify`` checks it.
+
+Exit codes: 0 success; 1 the command failed (a bad or invalid ticket, a
+server error); 2 usage or configuration error (bad arguments, missing or weak
+secret, bad JSON). Errors are one line on stderr; the secret is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sys
+import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import IO, Any, NoReturn
 
-__all__ = ["main"]
+from .exceptions import (
+    AudienceMismatch,
+    BadSignature,
+    ConfigurationError,
+    ForbiddenError,
+    IPMismatch,
+    MalformedTicket,
+    TicketExpired,
+    TicketNotYetValid,
+    TicketTooLarge,
+    WSAuthError,
+)
+from .tokens import (
+    DEFAULT_LEEWAY,
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_TOKEN_BYTES,
+    MIN_KEY_BYTES,
+    SALT,
+    TicketIssuer,
+    TicketVerifier,
+    decode_unverified,
+)
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "SECRET_ENV", "build_parser", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+#: Where ``issue`` and ``inspect --verify`` read the secret, first match wins.
+SECRET_ENV = ("WSAUTH_SECRET", "SANIC_WSAUTH_SECRET")
+
+_PROG = "sanic-wsauth"
+_EXIT_CODES = (
+    "exit codes: 0 success; 1 failed (bad or invalid ticket); "
+    "2 usage or configuration error (bad arguments, missing or weak secret, bad JSON)"
+)
+_SECRET_HELP = (
+    "The secret is read from the environment: WSAUTH_SECRET, else SANIC_WSAUTH_SECRET\n"
+    f"(at least {MIN_KEY_BYTES} bytes; make one with `sanic-wsauth secret`). "
+    "It is never printed."
+)
+
+
+class _UsageError(Exception):
+    """A usage or configuration problem: exit 2 with a one-line message."""
+
+
+class _Failed(Exception):
+    """The command ran but its subject is bad (an invalid ticket): exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage dump) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _fail(message: str) -> None:
+    print(f"{_PROG}: {message}", file=sys.stderr)
+
+
+_STDIN_LIMIT = 1 << 20
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -57,6 +128,197 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_secret() -> tuple[str, str]:
+    """Return ``(variable name, secret)`` from the first non-empty variable."""
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value:
+            return name, value
+    raise _UsageError(
+        "no secret: set WSAUTH_SECRET (or SANIC_WSAUTH_SECRET) to the server's secret; "
+        "make a new one with `sanic-wsauth secret`"
+    )
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_claims(text: str) -> dict[str, Any]:
+    try:
+        claims = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _UsageError(f"--claims is not valid JSON: {exc}") from None
+    if not isinstance(claims, dict):
+        raise _UsageError('--claims must be a JSON object, e.g. \'{"role": "admin"}\'')
+    return claims
+
+
+def _cmd_secret(args: argparse.Namespace) -> int:
+    print(secrets.token_urlsafe(args.bytes))
+    return EXIT_OK
+
+
+def _cmd_issue(args: argparse.Namespace) -> int:
+    claims = _parse_claims(args.claims) if args.claims is not None else None
+    name, secret = _read_secret()
+    try:
+        issuer = TicketIssuer(secret, salt=args.salt, max_age=args.max_age)
+    except ConfigurationError as exc:
+        raise _UsageError(f"{name}: {exc}") from None
+    try:
+        token = issuer.issue(
+            args.subject, audience=args.audience, client_ip=args.client_ip, claims=claims
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    if len(token) > DEFAULT_MAX_TOKEN_BYTES:
+        _fail(
+            f"warning: the ticket is {len(token)} characters; verifiers refuse more than "
+            f"{DEFAULT_MAX_TOKEN_BYTES} by default (WSAUTH_MAX_TOKEN_BYTES)"
+        )
+    if args.json:
+        print(json.dumps({"token": token, "expires_in": args.max_age}))
+    else:
+        print(token)
+    return EXIT_OK
+
+
+def _read_token(text: str, stdin: IO[str]) -> str:
+    if text == "-":
+        # A ticket is a few hundred bytes: never slurp an unbounded stream.
+        text = stdin.read(_STDIN_LIMIT)
+    text = text.strip()
+    if text.startswith("{"):
+        # The JSON answer of `issue --json` or of the token endpoint.
+        try:
+            token = json.loads(text).get("token")
+        except (ValueError, AttributeError, RecursionError):
+            token = None
+        if not isinstance(token, str):
+            raise _UsageError('input is JSON without a "token" string')
+        text = token.strip()
+    if not text:
+        raise _UsageError("no ticket given (empty input)")
+    return text
+
+
+def _utc(timestamp: int) -> str:
+    try:
+        moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return "out of range"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _failed_check(exc: WSAuthError) -> str:
+    """Name the verification step that raised ``exc`` (format is already known good)."""
+    if isinstance(exc, TicketTooLarge):
+        return "size"
+    if isinstance(exc, BadSignature):
+        return "signature"
+    if isinstance(exc, (TicketExpired, TicketNotYetValid)):
+        return "age"
+    if isinstance(exc, MalformedTicket):
+        return "schema"
+    if isinstance(exc, AudienceMismatch):
+        return "audience binding"
+    if isinstance(exc, IPMismatch):
+        return "client IP binding"
+    if isinstance(exc, ForbiddenError):
+        return "binding"
+    return "format"
+
+
+def _detail(exc: WSAuthError) -> str:
+    message = str(exc)
+    return exc.reason if message == exc.reason else f"{exc.reason}: {message}"
+
+
+def _time_status(age: int, max_age: int, leeway: int) -> str:
+    if age > max_age + leeway:
+        return "expired"
+    if age < -leeway:
+        return "not yet valid"
+    return "within its lifetime"
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    if not args.verify and (args.audience is not None or args.client_ip is not None):
+        raise _UsageError("--audience and --client-ip only apply with --verify")
+    verifier = None
+    if args.verify:
+        name, secret = _read_secret()
+        try:
+            verifier = TicketVerifier(
+                secret, salt=args.salt, max_age=args.max_age, leeway=args.leeway
+            )
+        except ConfigurationError as exc:
+            raise _UsageError(f"{name}: {exc}") from None
+    token = _read_token(args.token, sys.stdin)
+    now = time.time()
+    try:
+        payload, issued_at = decode_unverified(token)
+    except WSAuthError as exc:
+        raise _Failed(f"cannot decode the ticket: {_detail(exc)}") from None
+
+    age = int(now) - issued_at
+    expires_at = issued_at + args.max_age + args.leeway
+    report: dict[str, Any] = {
+        "payload": payload,
+        "issued_at": issued_at,
+        "issued_at_utc": _utc(issued_at),
+        "age": age,
+        "expires_at": expires_at,
+        "expires_at_utc": _utc(expires_at),
+        "status": _time_status(age, args.max_age, args.leeway),
+        "verified": None,
+    }
+    failure: WSAuthError | None = None
+    if verifier is not None:
+        try:
+            verifier.verify(token, audience=args.audience, client_ip=args.client_ip)
+        except WSAuthError as exc:
+            failure = exc
+            report.update(verified=False, check=_failed_check(exc), reason=exc.reason)
+        else:
+            report["verified"] = True
+
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        _print_report(report, args.max_age, args.leeway)
+    if failure is not None:
+        raise _Failed(f"ticket rejected: {report['check']} check failed ({_detail(failure)})")
+    return EXIT_OK
+
+
+def _print_report(report: dict[str, Any], max_age: int, leeway: int) -> None:
+    age: int = report["age"]
+    when = f"{age} s ago" if age >= 0 else f"{-age} s in the future"
+    left = report["expires_at"] - report["issued_at"] - age
+    until = f"in {left} s" if left >= 0 else f"{-left} s ago"
+    lines = [
+        "payload:    "
+        + json.dumps(report["payload"], ensure_ascii=False)
+        + ("" if report["verified"] else "  (UNVERIFIED: do not trust)"),
+        f"issued at:  {report['issued_at_utc']} ({report['issued_at']}, {when})",
+        f"expires at: {report['expires_at_utc']} ({until}; max age {max_age} s "
+        f"+ leeway {leeway} s)",
+        f"status:     {report['status']} (by the clock of this machine)",
+    ]
+    if report["verified"] is True:
+        lines.append(
+            "verify:     OK (size, signature, age, schema, bindings); "
+            "the replay check is the server's"
+        )
+    elif report["verified"] is False:
+        lines.append(f"verify:     FAILED at the {report['check']} check: {report['reason']}")
+    else:
+        lines.append("verify:     not checked (pass --verify with the secret in WSAUTH_SECRET)")
+    print("\n".join(lines))
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -64,15 +326,43 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _secret_bytes(text: str) -> int:
+    value = int(text)
+    if value < MIN_KEY_BYTES:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_KEY_BYTES}")
+    return value
+
+
+def _subparser(
+    sub: Any, name: str, *, help: str, description: str, epilog: str = ""
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=f"{epilog}\n\n{_EXIT_CODES}".strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sanic-wsauth",
+    """Build the ``sanic-wsauth`` argument parser (all subcommands)."""
+    parser = _Parser(
+        prog=_PROG,
         description="Signed one-time WebSocket tickets for Sanic.",
-        epilog="Exit codes: 0 success, 1 failure, 2 usage or configuration error.",
+        epilog=_EXIT_CODES,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run the demo server")
+    demo = sub.add_parser("demo", help="run the demo server", epilog=_EXIT_CODES)
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--workers", type=_positive_int, default=1)
@@ -84,19 +374,113 @@ def build_parser() -> argparse.ArgumentParser:
         help="Redis URL for the replay set (env WSAUTH_REDIS_URL)",
     )
     demo.add_argument(
-        "--access-log", action=argparse.BooleanOptionalAction, default=True,
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="write Sanic's access log (tickets are redacted)",
     )
     demo.set_defaults(func=_cmd_demo)
+
+    secret = _subparser(
+        sub,
+        "secret",
+        help="print a new random secret",
+        description="Print a new random, URL-safe secret for WSAUTH_SECRET.",
+        epilog='Example: export WSAUTH_SECRET="$(sanic-wsauth secret)"',
+    )
+    secret.add_argument(
+        "--bytes",
+        type=_secret_bytes,
+        default=48,
+        metavar="N",
+        help=f"random bytes (default 48, at least {MIN_KEY_BYTES}); printed as base64url",
+    )
+    secret.set_defaults(func=_cmd_secret)
+
+    issue = _subparser(
+        sub,
+        "issue",
+        help="mint a ticket",
+        description="Mint a one-time ticket and print it on stdout.\n\n" + _SECRET_HELP,
+        epilog=(
+            "Example: sanic-wsauth issue --subject alice --audience /chat "
+            '--claims \'{"role": "admin"}\''
+        ),
+    )
+    issue.add_argument("--subject", required=True, metavar="S", help="who the ticket is for")
+    issue.add_argument("--audience", metavar="A", help="bind the ticket to this route/channel")
+    issue.add_argument("--client-ip", metavar="IP", help="bind the ticket to this client address")
+    issue.add_argument("--claims", metavar="JSON", help="application claims, a JSON object")
+    issue.add_argument(
+        "--max-age",
+        type=_positive_int,
+        default=DEFAULT_MAX_AGE,
+        metavar="N",
+        help=f"advertised lifetime in seconds for --json (default {DEFAULT_MAX_AGE}); "
+        "the verifier's own max age decides",
+    )
+    issue.add_argument("--salt", default=SALT, help=f"signing salt (default {SALT!r})")
+    issue.add_argument(
+        "--json", action="store_true", help='print {"token": ..., "expires_in": ...}'
+    )
+    issue.set_defaults(func=_cmd_issue)
+
+    inspect = _subparser(
+        sub,
+        "inspect",
+        help="decode a ticket; --verify checks it",
+        description=(
+            "Show a ticket's payload, issue time, age and expiry WITHOUT trusting it.\n"
+            "With --verify, check size, signature, age, schema and bindings as the server\n"
+            "does (not the replay set) and name the check that fails.\n\n" + _SECRET_HELP
+        ),
+        epilog="Example: sanic-wsauth issue --subject alice | sanic-wsauth inspect - --verify",
+    )
+    inspect.add_argument("token", metavar="TOKEN", help="the ticket, or - to read it from stdin")
+    inspect.add_argument("--verify", action="store_true", help="check the ticket with the secret")
+    inspect.add_argument("--audience", metavar="A", help="with --verify: the route being opened")
+    inspect.add_argument(
+        "--client-ip", metavar="IP", help="with --verify: the connecting client's address"
+    )
+    inspect.add_argument(
+        "--max-age",
+        type=_positive_int,
+        default=DEFAULT_MAX_AGE,
+        metavar="N",
+        help=f"the server's max age in seconds (default {DEFAULT_MAX_AGE})",
+    )
+    inspect.add_argument(
+        "--leeway",
+        type=_non_negative_int,
+        default=DEFAULT_LEEWAY,
+        metavar="N",
+        help=f"the server's clock-skew leeway in seconds (default {DEFAULT_LEEWAY})",
+    )
+    inspect.add_argument("--salt", default=SALT, help=f"signing salt (default {SALT!r})")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.set_defaults(func=_cmd_inspect)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 ok, 1 failed, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
     except KeyboardInterrupt:
+        return EXIT_FAILED
+    except (_UsageError, ConfigurationError) as exc:
+        _fail(f"error: {exc}")
+        return EXIT_USAGE
+    except _Failed as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`| head`): exit quietly, without a second
+        # error when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     return code
 
