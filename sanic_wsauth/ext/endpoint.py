@@ -108,7 +108,10 @@ class TicketEndpoint:
         token = self._wsauth.issuer.issue(
             identity.subject, audience=wanted, client_ip=client_ip, claims=identity.claims
         )
-        return json_response(
-            {"token": token, "expires_in": config.max_age},
-            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-        )
+        body: dict[str, Any] = {"token": token, "expires_in": config.max_age}
+        if config.max_connection_age > 0:
+            # The client's schedule: reconnect or refresh before the cap.
+            age = config.max_connection_age
+            body["max_connection_age"] = int(age) if age.is_integer() else age
+            body["refresh"] = config.refresh
+        return json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})

@@ -16,6 +16,7 @@ from ..tokens import Ticket, TicketIssuer, TicketVerifier
 from .config import WSAuthConfig, config_key, resolve_config
 from .endpoint import Authenticate, Authorize, TicketEndpoint
 from .guard import HandshakeGuard
+from .lifetime import LifetimeManager
 from .origin import OriginPolicy
 from .policy import audience, public
 from .redaction import TicketRedactor, install_redaction
@@ -85,7 +86,14 @@ class WSAuth:
         if early.redact_logs:
             install_redaction(self._redactor)
         app.ctx.wsauth = self
-        app.register_middleware(HandshakeGuard(self), "request", priority=GUARD_PRIORITY)
+        self._guard = HandshakeGuard(self)
+        app.register_middleware(self._guard, "request", priority=GUARD_PRIORITY)
+        # Connection age: a per-socket hook only when the cap is configured,
+        # so sockets without it pay nothing (see ext/lifetime.py).
+        self._lifetime = LifetimeManager(self)
+        self._lifetime_armed = early.max_connection_age > 0
+        if self._lifetime_armed:
+            app.add_signal(self._lifetime.before_handler, "websocket.handler.before")
         if authenticate is not None and early.token_path is not None:
             app.add_route(
                 TicketEndpoint(self, authenticate, authorize),
@@ -157,12 +165,20 @@ class WSAuth:
 
     async def _start(self, app: Sanic[Any, Any]) -> None:
         config = self.configure()
+        if config.max_connection_age > 0 and not self._lifetime_armed:
+            # Signals cannot be added once the app runs: fail loudly rather
+            # than leave sockets uncapped.
+            raise ConfigurationError(
+                "WSAUTH_MAX_CONNECTION_AGE was set after WSAuth() was created; set it in "
+                "app.config (or the environment, or max_connection_age=) before WSAuth(app)"
+            )
         if config.redact_logs:
             install_redaction(self._redactor)
         self._store = self._make_store(config)
         await self._store.open()
 
     async def _stop(self, app: Sanic[Any, Any]) -> None:
+        await self._lifetime.stop()
         if self._store is not None:
             await self._store.close()
 

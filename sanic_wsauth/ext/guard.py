@@ -7,11 +7,19 @@ the request as plain HTTP: no upgrade ever happens for a rejected client.
 
 from __future__ import annotations
 
+import hmac
+import logging
 from typing import TYPE_CHECKING
 
 from sanic import HTTPResponse, Request
 
-from ..exceptions import AudienceMismatch, StoreUnavailable, TicketReplayed, WSAuthError
+from ..exceptions import (
+    AudienceMismatch,
+    StoreUnavailable,
+    SubjectMismatch,
+    TicketReplayed,
+    WSAuthError,
+)
 from ..tokens import Ticket
 from .policy import RoutePolicy, policy_for
 from .responses import error_response
@@ -21,6 +29,22 @@ if TYPE_CHECKING:
     from .extension import WSAuth
 
 __all__ = ["HandshakeGuard"]
+
+logger = logging.getLogger("sanic_wsauth")
+
+
+def _route_audience(request: Request, policy: RoutePolicy) -> str:
+    # An app's audience callable that fails or returns junk refuses the
+    # handshake (403) instead of surfacing as a 500.
+    try:
+        value = policy.audience_for(request)
+    except Exception as exc:
+        logger.error("sanic-wsauth: the route's audience callable raised %r", exc)
+        raise AudienceMismatch("audience callable failed") from exc
+    if not isinstance(value, str) or not value:
+        logger.error("sanic-wsauth: the route's audience callable returned a non-string")
+        raise AudienceMismatch("audience callable returned a non-string")
+    return value
 
 
 class HandshakeGuard:
@@ -46,7 +70,7 @@ class HandshakeGuard:
         return None
 
     async def authenticate(self, request: Request, policy: RoutePolicy) -> Ticket:
-        """Run every check, the replay claim last, and return the ticket.
+        """Run every handshake check, the replay claim last, and return the ticket.
 
         Raises:
             WSAuthError: the first check that failed.
@@ -58,11 +82,41 @@ class HandshakeGuard:
         token = extract_ticket(
             request, query_param=config.query_param, prefix=config.subprotocol_prefix
         )
+        return await self.verify(request, token, policy)
+
+    async def verify(
+        self,
+        request: Request,
+        token: object,
+        policy: RoutePolicy,
+        *,
+        subject: str | None = None,
+    ) -> Ticket:
+        """Verify ``token`` for this request's route and client, then claim it.
+
+        Shared by the handshake and the in-band refresh, so both enforce the
+        same signature, age, audience and IP checks and the one-time use.
+
+        Args:
+            request: The handshake request (route audience, client address).
+            token: The ticket as presented.
+            policy: The route's policy.
+            subject: When given, the ticket must name this subject (refresh).
+
+        Raises:
+            WSAuthError: the first check that failed; the replay claim is
+                made only after every other check passed.
+        """
+        wsauth = self._wsauth
         ticket = wsauth.verifier.verify(
-            token, audience=policy.audience_for(request), client_ip=request.client_ip
+            token, audience=_route_audience(request, policy), client_ip=request.client_ip
         )
-        if config.require_audience and ticket.audience is None:
+        if wsauth.config.require_audience and ticket.audience is None:
             raise AudienceMismatch("ticket has no audience")
+        if subject is not None and not hmac.compare_digest(
+            ticket.subject.encode(), subject.encode()
+        ):
+            raise SubjectMismatch()
         try:
             first_use = await wsauth.store.claim(ticket.jti, ticket.expires_at)
         except StoreUnavailable:

@@ -19,7 +19,7 @@ def _take_protocol_ticket(request: Request, prefix: str) -> str | None:
     subprotocols are negotiated as usual.
     """
     headers = request.headers
-    values = headers.getall(PROTOCOL_HEADER, [])
+    values: list[str] = headers.getall(PROTOCOL_HEADER, [])
     if not values:
         return None
     offered = [item.strip() for value in values for item in value.split(",")]

@@ -1,0 +1,238 @@
+"""Connection age: close authenticated sockets at a cap, or extend them in-band.
+
+Protocol (shared with the browser client, ``static/wsauth.js``):
+
+- ``WSAUTH_MAX_CONNECTION_AGE`` seconds after the handshake (0 = off), the
+  server closes the socket with code **4001**, reason ``"connection_age"``;
+  the client reconnects with a fresh ticket.
+- With ``WSAUTH_REFRESH`` on, the client may send, before the cap, one text
+  frame ``{"type": "wsauth.refresh", "token": "<fresh ticket>"}``. The server
+  verifies it like a handshake ticket (signature, age, route audience, bound
+  IP, replay claim) and requires the connection's subject. On success the
+  deadline becomes now + max age and the server answers
+  ``{"type": "wsauth.refreshed", "expires_in": <seconds>}``; the frame never
+  reaches the app's handler. A bad refresh closes with code **4003** and the
+  error's reason (``"replayed"``, ``"subject_mismatch"``, ``"expired"``, ...).
+
+Refresh frames are taken at the frame level, before Sanic's message
+assembler, so they are handled even while the handler is busy or never
+reads, and the cap closes the socket even while the handler waits in
+``recv()`` (the close handshake cancels that ``recv()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sanic import Request
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from ..exceptions import WSAuthError
+from ..tokens import Ticket
+from .policy import policy_for
+
+if TYPE_CHECKING:
+    from .extension import WSAuth
+
+__all__ = [
+    "AGE_CLOSE_CODE",
+    "AGE_CLOSE_REASON",
+    "REFRESHED_TYPE",
+    "REFRESH_CLOSE_CODE",
+    "REFRESH_TYPE",
+    "ConnectionLifetime",
+    "LifetimeManager",
+    "parse_refresh",
+]
+
+logger = logging.getLogger("sanic_wsauth")
+
+#: Close code sent when a connection reaches its maximum age.
+AGE_CLOSE_CODE = 4001
+#: Close reason sent with :data:`AGE_CLOSE_CODE`.
+AGE_CLOSE_REASON = "connection_age"
+#: Close code sent when an in-band refresh fails; the reason is the error's.
+REFRESH_CLOSE_CODE = 4003
+#: ``type`` of the client's refresh frame.
+REFRESH_TYPE = "wsauth.refresh"
+#: ``type`` of the server's answer to a good refresh.
+REFRESHED_TYPE = "wsauth.refreshed"
+
+_MARKER = REFRESH_TYPE.encode()
+
+
+class _NotRefresh:
+    __slots__ = ()
+
+
+NOT_REFRESH: Any = _NotRefresh()
+
+
+def parse_refresh(data: bytes | bytearray | memoryview | str) -> Any:
+    """Return the ``token`` of a refresh message, or :data:`NOT_REFRESH`.
+
+    A refresh message is a JSON object whose ``type`` is ``"wsauth.refresh"``;
+    anything else (other JSON, invalid JSON, binary junk) is an application
+    message. The token is returned as sent (any JSON value): the verifier
+    refuses what is not a ticket.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if _MARKER not in raw:
+        return NOT_REFRESH
+    try:
+        message = json.loads(raw)
+    except (ValueError, RecursionError):
+        return NOT_REFRESH
+    if message.__class__ is not dict or message.get("type") != REFRESH_TYPE:
+        return NOT_REFRESH
+    return message.get("token")
+
+
+def _expires_in(seconds: float) -> float | int:
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+class _RefreshFilter:
+    """Stands in for Sanic's frame assembler and takes refresh frames out."""
+
+    __slots__ = ("_inner", "_lifetime")
+
+    def __init__(self, inner: Any, lifetime: ConnectionLifetime) -> None:
+        self._inner = inner
+        self._lifetime = lifetime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def put(self, frame: Frame) -> None:
+        # A refresh is one unfragmented text frame; anything else (binary,
+        # fragments, continuations) is the application's.
+        if frame.opcode is Opcode.TEXT and frame.fin:
+            token = parse_refresh(frame.data)
+            if token is not NOT_REFRESH:
+                await self._lifetime.refresh(token)
+                return
+        await self._inner.put(frame)
+
+
+class ConnectionLifetime:
+    """The age cap and refresh handling of one authenticated socket.
+
+    Attributes:
+        deadline: Event-loop time at which the socket is closed.
+        subject: The connection's subject; a refresh must carry the same.
+    """
+
+    def __init__(
+        self,
+        wsauth: WSAuth,
+        request: Request,
+        ws: WebsocketImplProtocol,
+        ticket: Ticket,
+        *,
+        max_age: float,
+        refresh: bool,
+    ) -> None:
+        self._wsauth = wsauth
+        self._request = request
+        self._ws = ws
+        self._loop = asyncio.get_running_loop()
+        self.max_age = max_age
+        self.subject = ticket.subject
+        self.deadline = self._loop.time() + max_age
+        if refresh:
+            # Sanic's process_events() hands every data frame to
+            # ``ws.assembler.put``; the assembler has __slots__, so a proxy
+            # stands in front of it.
+            ws.assembler = _RefreshFilter(ws.assembler, self)  # type: ignore[assignment]
+
+    async def refresh(self, token: Any) -> None:
+        """Verify an in-band refresh ticket; extend the deadline or close 4003."""
+        ws = self._ws
+        if ws.ws_proto.state is not State.OPEN:
+            return
+        wsauth = self._wsauth
+        request = self._request
+        policy = policy_for(request.route)  # type: ignore[arg-type]
+        try:
+            ticket = await wsauth._guard.verify(request, token, policy, subject=self.subject)
+        except WSAuthError as exc:
+            await wsauth._observe_rejection(request, exc)
+            await ws.close(REFRESH_CLOSE_CODE, exc.reason)
+            return
+        self.deadline = self._loop.time() + self.max_age
+        request.ctx.ticket = ticket
+        wsauth.counters["refreshed"] += 1
+        await ws.send(json.dumps({"type": REFRESHED_TYPE, "expires_in": _expires_in(self.max_age)}))
+
+    async def watch(self) -> None:
+        """Close the socket at the deadline; return early once it is gone."""
+        ws = self._ws
+        while True:
+            remaining = self.deadline - self._loop.time()
+            if remaining <= 0:
+                break
+            if await ws.wait_for_connection_lost(timeout=remaining):
+                return
+        if ws.ws_proto.state is not State.OPEN:
+            return
+        self._wsauth.counters[AGE_CLOSE_REASON] += 1
+        await ws.close(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
+        # A client that never answers the close frame is cut off.
+        if not await ws.wait_for_connection_lost(timeout=ws.close_timeout):
+            ws.fail_connection(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
+
+
+class LifetimeManager:
+    """Start a :class:`ConnectionLifetime` for every authenticated socket.
+
+    Registered on Sanic's ``websocket.handler.before`` signal, which runs
+    after the 101 and before the route's handler is scheduled.
+    """
+
+    def __init__(self, wsauth: WSAuth) -> None:
+        self._wsauth = wsauth
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def before_handler(self, request: Request, websocket: Any) -> None:
+        """Signal handler: arm the age cap (and refresh) on this socket."""
+        config = self._wsauth.config
+        ticket = getattr(request.ctx, "ticket", None)
+        if config.max_connection_age <= 0 or not isinstance(ticket, Ticket):
+            return  # off, or a public route
+        if not isinstance(websocket, WebsocketImplProtocol):
+            task = asyncio.create_task(self._close_later(websocket, config.max_connection_age))
+        else:
+            lifetime = ConnectionLifetime(
+                self._wsauth,
+                request,
+                websocket,
+                ticket,
+                max_age=config.max_connection_age,
+                refresh=config.refresh,
+            )
+            request.ctx.wsauth_lifetime = lifetime
+            task = asyncio.create_task(lifetime.watch())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _close_later(websocket: Any, max_age: float) -> None:
+        # ASGI sockets: no frame access, so the cap only (no in-band refresh).
+        await asyncio.sleep(max_age)
+        try:
+            await websocket.close(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
+        except Exception:  # noqa: BLE001 - already gone
+            logger.debug("sanic-wsauth: socket already closed at its age cap")
+
+    async def stop(self) -> None:
+        """Cancel every watch (server stop)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,285 @@
+"""Connection age and in-band refresh, against a real server and client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sanic import Request, Sanic
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from sanic_wsauth import ConfigurationError, TicketIssuer, WSAuth
+from sanic_wsauth.ext.lifetime import NOT_REFRESH, parse_refresh
+
+from ._support import Served, post_token, run_demo, serve
+
+#: Generous bound that only catches a hang, never a slow machine.
+LIVENESS = 15.0
+
+
+def _app(name: str, secret: str, **options: Any) -> tuple[Sanic[Any, Any], WSAuth, list[Any]]:
+    app: Sanic[Any, Any] = Sanic(name)
+    app.config.WEBSOCKET_PING_INTERVAL = None
+    wsauth = WSAuth(app, secret_keys=secret, authenticate=lambda r: "alice", **options)
+    seen: list[Any] = []
+
+    @app.websocket("/ws")
+    async def echo(request: Request, ws: Any) -> None:
+        async for message in ws:
+            seen.append(message)
+            await ws.send(f"{request.ctx.ticket.subject}: {message}")
+
+    @app.websocket("/blocked")
+    async def blocked(request: Request, ws: Any) -> None:
+        # Never reads: the cap must still close the socket.
+        await asyncio.Event().wait()
+
+    @app.websocket("/open")
+    @WSAuth.public
+    async def open_route(request: Request, ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    return app, wsauth, seen
+
+
+@pytest.fixture
+async def capped(secret: str, app_name: str) -> AsyncIterator[tuple[Served, WSAuth, list[Any]]]:
+    app, wsauth, seen = _app(app_name, secret, max_connection_age=1.5, refresh=True)
+    async with serve(app) as srv:
+        yield srv, wsauth, seen
+
+
+async def _closed(ws: ClientConnection) -> ConnectionClosed:
+    """Read until the server closes; return the close."""
+
+    async def drain() -> ConnectionClosed:
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as exc:
+            return exc
+
+    return await asyncio.wait_for(drain(), LIVENESS)
+
+
+def _close_of(exc: ConnectionClosed) -> tuple[int, str]:
+    assert exc.rcvd is not None, "the server sent no close frame"
+    return exc.rcvd.code, exc.rcvd.reason
+
+
+def _refresh_frame(token: object) -> str:
+    return json.dumps({"type": "wsauth.refresh", "token": token})
+
+
+async def test_endpoint_announces_age_and_refresh(capped: Any) -> None:
+    srv, _, _ = capped
+    status, body, _ = await asyncio.to_thread(post_token, srv.http)
+    assert status == 200
+    assert body["max_connection_age"] == 1.5
+    assert body["refresh"] is True
+
+
+async def test_endpoint_without_cap_has_no_fields(secret: str, app_name: str) -> None:
+    app, _, _ = _app(app_name, secret)
+    async with serve(app) as srv:
+        status, body, _ = await asyncio.to_thread(post_token, srv.http)
+    assert status == 200
+    assert "max_connection_age" not in body and "refresh" not in body
+
+
+async def test_integral_age_is_an_integer(secret: str, app_name: str) -> None:
+    app, _, _ = _app(app_name, secret, max_connection_age=30)
+    async with serve(app) as srv:
+        _, body, _ = await asyncio.to_thread(post_token, srv.http)
+    assert body["max_connection_age"] == 30 and isinstance(body["max_connection_age"], int)
+    assert body["refresh"] is False
+
+
+async def test_cap_closes_with_4001_while_handler_waits_in_recv(capped: Any) -> None:
+    srv, wsauth, _ = capped
+    started = time.monotonic()
+    async with connect(f"{srv.ws}/ws?token={wsauth.issue('alice')}") as ws:
+        await ws.send("hi")
+        assert await ws.recv() == "alice: hi"
+        closed = await _closed(ws)
+    assert _close_of(closed) == (4001, "connection_age")
+    # Not before the cap (1.5 s, measured from after the handshake).
+    assert time.monotonic() - started >= 1.4
+    assert wsauth.counters["connection_age"] == 1
+
+
+async def test_cap_closes_a_handler_that_never_reads(capped: Any) -> None:
+    srv, wsauth, _ = capped
+    async with connect(f"{srv.ws}/blocked?token={wsauth.issue('alice')}") as ws:
+        closed = await _closed(ws)
+    assert _close_of(closed) == (4001, "connection_age")
+
+
+async def test_public_route_is_not_capped(capped: Any) -> None:
+    srv, _, _ = capped
+    async with connect(f"{srv.ws}/open") as ws:
+        await asyncio.sleep(2.0)
+        await ws.send("still here")
+        assert await ws.recv() == "still here"
+
+
+async def test_refresh_extends_the_deadline_and_is_not_delivered(capped: Any) -> None:
+    srv, wsauth, seen = capped
+    started = time.monotonic()
+    async with connect(f"{srv.ws}/ws?token={wsauth.issue('alice')}") as ws:
+        # Refresh twice, each time at ~2/3 of the cap: the socket outlives
+        # two original caps.
+        for _ in range(2):
+            await asyncio.sleep(1.0)
+            status, body, _ = await asyncio.to_thread(post_token, srv.http)
+            assert status == 200
+            await ws.send(_refresh_frame(body["token"]))
+            answer = json.loads(await ws.recv())
+            assert answer == {"type": "wsauth.refreshed", "expires_in": 1.5}
+        assert time.monotonic() - started > 2 * 1.5 * 2 / 3
+        await ws.send("after refresh")
+        assert await ws.recv() == "alice: after refresh"
+        closed = await _closed(ws)
+    assert _close_of(closed) == (4001, "connection_age")
+    assert seen == ["after refresh"]  # the handler never saw a refresh frame
+    assert wsauth.counters["refreshed"] == 2
+
+
+async def test_refresh_updates_the_ticket_seen_by_the_handler(secret: str, app_name: str) -> None:
+    app: Sanic[Any, Any] = Sanic(app_name)
+    wsauth = WSAuth(app, secret_keys=secret, max_connection_age=5, refresh=True)
+
+    @app.websocket("/ws")
+    async def claims(request: Request, ws: Any) -> None:
+        async for _ in ws:
+            await ws.send(json.dumps(dict(request.ctx.ticket.claims)))
+
+    async with serve(app) as srv:
+        async with connect(f"{srv.ws}/ws?token={wsauth.issue('bob', claims={'n': 1})}") as ws:
+            await ws.send(_refresh_frame(wsauth.issue("bob", claims={"n": 2})))
+            assert json.loads(await ws.recv())["type"] == "wsauth.refreshed"
+            await ws.send("claims?")
+            assert json.loads(await ws.recv()) == {"n": 2}
+
+
+@pytest.mark.parametrize(
+    ("make_token", "reason"),
+    [
+        (lambda w, first: first, "replayed"),
+        (lambda w, first: w.issue("mallory"), "subject_mismatch"),
+        (lambda w, first: w.issue("alice", audience="/elsewhere"), "audience_mismatch"),
+        (lambda w, first: "not-a-ticket", "malformed"),
+        (lambda w, first: "", "missing"),
+        (lambda w, first: 42, "missing"),
+        (lambda w, first: first[:-2] + ("AA" if first[-2:] != "AA" else "BB"), "bad_signature"),
+        (lambda w, first: "x" * 10_000, "too_large"),
+    ],
+)
+async def test_bad_refresh_closes_with_4003_and_the_reason(
+    capped: Any, make_token: Any, reason: str
+) -> None:
+    srv, wsauth, seen = capped
+    first = wsauth.issue("alice")
+    async with connect(f"{srv.ws}/ws?token={first}") as ws:
+        await ws.send(_refresh_frame(make_token(wsauth, first)))
+        closed = await _closed(ws)
+    assert _close_of(closed) == (4003, reason)
+    assert seen == []
+    assert wsauth.counters[reason] == 1
+
+
+async def test_expired_refresh_closes_with_4003(capped: Any, secret: str) -> None:
+    srv, wsauth, _ = capped
+    old = TicketIssuer(secret, clock=lambda: time.time() - 3600).issue("alice")
+    async with connect(f"{srv.ws}/ws?token={wsauth.issue('alice')}") as ws:
+        await ws.send(_refresh_frame(old))
+        closed = await _closed(ws)
+    assert _close_of(closed) == (4003, "expired")
+
+
+async def test_refresh_consumes_the_ticket(capped: Any) -> None:
+    srv, wsauth, _ = capped
+    fresh = wsauth.issue("alice")
+    async with connect(f"{srv.ws}/ws?token={wsauth.issue('alice')}") as ws:
+        await ws.send(_refresh_frame(fresh))
+        assert json.loads(await ws.recv())["type"] == "wsauth.refreshed"
+    # The refresh ticket was claimed: it cannot open another socket.
+    async with connect(f"{srv.ws}/ws?token={wsauth.issue('alice')}") as ws:
+        await ws.send(_refresh_frame(fresh))
+        assert _close_of(await _closed(ws)) == (4003, "replayed")
+
+
+async def test_without_refresh_the_frame_is_the_apps(secret: str, app_name: str) -> None:
+    app, wsauth, seen = _app(app_name, secret, max_connection_age=5, refresh=False)
+    async with serve(app) as srv:
+        frame = _refresh_frame(wsauth.issue("alice"))
+        async with connect(f"{srv.ws}/ws?token={wsauth.issue('alice')}") as ws:
+            await ws.send(frame)
+            assert await ws.recv() == f"alice: {frame}"
+    assert seen == [frame]
+
+
+async def test_application_messages_pass_through(capped: Any) -> None:
+    srv, wsauth, seen = capped
+    messages: list[str | bytes] = [
+        '{"type": "chat", "text": "wsauth.refresh is a word here"}',
+        '{"type": "wsauth.refresh", oops not json',
+        "wsauth.refresh",
+        b'{"type": "wsauth.refresh", "token": "binary frames are the app\'s"}',
+    ]
+    async with connect(f"{srv.ws}/ws?token={wsauth.issue('alice')}") as ws:
+        for message in messages:
+            await ws.send(message)
+            await ws.recv()
+        # A fragmented message is the app's too (a refresh is one frame).
+        await ws.send(iter(['{"type": "wsauth.refresh", ', '"token": "x"}']))
+        await ws.recv()
+    assert seen == [*messages, '{"type": "wsauth.refresh", "token": "x"}']
+
+
+async def test_age_set_after_the_extension_refuses_to_start(secret: str, app_name: str) -> None:
+    app, _, _ = _app(app_name, secret)
+    app.config.WSAUTH_MAX_CONNECTION_AGE = 5
+    with pytest.raises(ConfigurationError, match="MAX_CONNECTION_AGE"):
+        async with serve(app):
+            pass
+
+
+def test_parse_refresh() -> None:
+    assert parse_refresh('{"type":"wsauth.refresh","token":"abc"}') == "abc"
+    assert parse_refresh(b'{"type":"wsauth.refresh"}') is None
+    assert parse_refresh(b'{"type":"wsauth.refreshX","token":"abc"}') is NOT_REFRESH
+    assert parse_refresh(b'["wsauth.refresh"]') is NOT_REFRESH
+    assert parse_refresh(b"\xff wsauth.refresh") is NOT_REFRESH
+    assert parse_refresh(b"[" * 100_000 + b'"wsauth.refresh"') is NOT_REFRESH
+
+
+@pytest.mark.slow
+def test_demo_with_env_caps_and_refreshes_across_workers() -> None:
+    env = {"SANIC_WSAUTH_MAX_CONNECTION_AGE": "2", "SANIC_WSAUTH_REFRESH": "true"}
+    with run_demo(workers=2, env=env) as (_, port):
+        base = f"http://127.0.0.1:{port}"
+
+        def ticket() -> str:
+            status, body, _ = post_token(base, api_key="test-api-key")
+            assert status == 200
+            assert body["max_connection_age"] == 2 and body["refresh"] is True
+            return str(body["token"])
+
+        async def scenario() -> tuple[int, str]:
+            async with connect(f"ws://127.0.0.1:{port}/ws?token={ticket()}") as ws:
+                await asyncio.sleep(1.2)
+                await ws.send(_refresh_frame(ticket()))
+                assert json.loads(await ws.recv())["type"] == "wsauth.refreshed"
+                await asyncio.sleep(1.2)  # past the first cap
+                await ws.send("hello")
+                assert await ws.recv() == "demo: hello"
+                return _close_of(await _closed(ws))
+
+        assert asyncio.run(scenario()) == (4001, "connection_age")
