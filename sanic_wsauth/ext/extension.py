@@ -20,6 +20,7 @@ from .lifetime import LifetimeManager
 from .origin import OriginPolicy
 from .policy import audience, public
 from .redaction import TicketRedactor, install_redaction
+from .signals import TICKET_ACCEPTED, TICKET_REJECTED, notify
 
 __all__ = ["WSAuth"]
 
@@ -75,7 +76,9 @@ class WSAuth:
         self._issuer: TicketIssuer | None = None
         self._verifier: TicketVerifier | None = None
         self.origin_policy: OriginPolicy | None = None
-        #: Handshake outcomes by reason ("accepted" for successes).
+        #: Outcomes by reason, per worker: "accepted" for good handshakes, an
+        #: error's reason for each refused handshake or refresh, "refreshed"
+        #: and "connection_age" for in-band refreshes and capped sockets.
         self.counters: Counter[str] = Counter()
 
         # Routes must exist before the app starts: read their paths now.
@@ -220,6 +223,8 @@ class WSAuth:
 
     async def _observe_rejection(self, request: Request, error: WSAuthError) -> None:
         self.counters[error.reason] += 1
+        await notify(self.app, TICKET_REJECTED, {"request": request, "reason": error.reason})
 
     async def _observe_acceptance(self, request: Request, ticket: Ticket) -> None:
         self.counters["accepted"] += 1
+        await notify(self.app, TICKET_ACCEPTED, {"request": request, "subject": ticket.subject})
