@@ -35,3 +35,7 @@ def secret() -> str:
 @pytest.fixture
 def app_name() -> Iterator[str]:
     yield f"wsauth_test_{next(_app_ids)}"
+
+
+# Redis fixtures (the shared server, a per-test key prefix, private servers).
+from .redis_support import key_prefix, private_redis, redis_servers, redis_url  # noqa: E402,F401

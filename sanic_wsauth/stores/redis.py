@@ -1,0 +1,257 @@
+"""Redis replay set: one-time tickets across every worker and host.
+
+Each claim is a single atomic command, ``SET <prefix><jti> 1 NX PX <ttl>``:
+among any number of concurrent claims of one ``jti``, from any worker on any
+host sharing the Redis, exactly one sees the key created. The key expires on
+its own shortly after its ticket does, so nothing is left behind. Every
+command only touches one key, so a Redis Cluster client works as well (put a
+``{hash tag}`` in the prefix only if you want every key on one shard).
+
+Failure is closed: a refused connection, a timeout (every call is bounded by
+``timeout``), an error reply or any other driver error raises
+:class:`~sanic_wsauth.exceptions.StoreUnavailable` (HTTP 503) and the ticket
+is not accepted. The pool reconnects by itself, so claims succeed again as
+soon as Redis answers; no restart is needed.
+
+redis-py is an optional dependency (``pip install 'sanic-wsauth[redis]'``); it
+is imported only when a store connects, so the rest of the package loads
+without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from ..exceptions import ConfigurationError, StoreUnavailable
+from .base import ReplayStore
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_PREFIX",
+    "DEFAULT_TIMEOUT",
+    "MIN_TTL_MS",
+    "RedisReplayStore",
+]
+
+logger = logging.getLogger("sanic_wsauth")
+
+DEFAULT_PREFIX = "wsauth:jti:"
+#: Seconds allowed for one Redis call, connecting included.
+DEFAULT_TIMEOUT = 0.25
+#: Seconds an entry outlives its ticket: covers clock skew between hosts
+#: (as much as the verifier's default leeway).
+DEFAULT_MARGIN = 5.0
+#: Connections in each worker's pool (URL mode).
+DEFAULT_MAX_CONNECTIONS = 20
+#: No entry lives shorter than this, whatever the clocks say.
+MIN_TTL_MS = 1000
+
+_SCHEMES = ("redis", "rediss", "unix")
+_T = TypeVar("_T")
+
+
+async def _bounded(call: Awaitable[_T], timeout: float) -> _T:
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await call
+    return await asyncio.wait_for(call, timeout)  # pragma: no cover - Python 3.10
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without its password, for log lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class RedisReplayStore(ReplayStore):
+    """A replay set in Redis, shared by every worker and host that uses it.
+
+    Give it either a URL, from which each worker builds its own connection
+    pool in :meth:`open` (inside the worker's event loop), or a redis-py
+    asyncio client the application already has, ``redis.asyncio.Redis`` or
+    ``redis.asyncio.cluster.RedisCluster``. A client passed in is used as is
+    (its own retry and socket settings apply within ``timeout``) and is never
+    closed by this store; its owner closes it.
+
+    The URL's pool holds up to ``max_connections`` connections, uses
+    ``timeout`` as its connect and socket timeout, and makes one attempt per
+    claim: retrying ``SET NX`` after a lost reply
+    would see the key it had just written and report a first use as a
+    replay.
+
+    Args:
+        url: ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
+            (TLS) or ``unix://[[user]:[password]@]/path/to/socket``; query
+            options as in ``redis.asyncio.from_url``.
+        client: An application-owned redis-py asyncio client, instead of
+            ``url``.
+        prefix: Prepended to each ``jti`` to form its key.
+        timeout: Seconds allowed for one claim, connecting included.
+        margin: Seconds each entry outlives its ticket's ``expires_at``, so
+            that hosts whose clocks lag still find it while they would
+            accept the ticket.
+        max_connections: Size of each worker's pool (URL mode); claims
+            beyond it wait for a free connection, within ``timeout``.
+        clock: Returns the current time in seconds; injected by tests.
+
+    Raises:
+        ConfigurationError: neither or both of ``url`` and ``client``, a URL
+            of another scheme, or a value out of range.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Redis | RedisCluster | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = DEFAULT_TIMEOUT,
+        margin: float = DEFAULT_MARGIN,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ConfigurationError("RedisReplayStore needs either a url or a client")
+        if url is not None and urlsplit(url).scheme not in _SCHEMES:
+            raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
+        if not isinstance(prefix, str) or not prefix:
+            raise ConfigurationError("the Redis key prefix must be a non-empty string")
+        if not timeout > 0:
+            raise ConfigurationError("the Redis timeout must be positive")
+        if not margin >= 0:
+            raise ConfigurationError("the Redis expiry margin must not be negative")
+        if isinstance(max_connections, bool) or not (
+            isinstance(max_connections, int) and max_connections >= 1
+        ):
+            raise ConfigurationError("max_connections must be a positive integer")
+        self.url = url
+        self.prefix = prefix
+        self.timeout = float(timeout)
+        self.margin = float(margin)
+        self.max_connections = max_connections
+        self._clock = clock
+        self._client: Any = client
+        self._owns_client = client is None
+        self._healthy = True
+
+    def __repr__(self) -> str:
+        where = _safe_url(self.url) if self.url is not None else "client"
+        return f"<RedisReplayStore {where} prefix={self.prefix!r}>"
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client in use, or None before :meth:`open`."""
+        return self._client
+
+    def key(self, jti: str) -> str:
+        """The Redis key that records ``jti``."""
+        return self.prefix + jti
+
+    def ttl_ms(self, expires_at: float) -> int:
+        """Milliseconds an entry for a ticket expiring at ``expires_at`` lives."""
+        remaining = expires_at - self._clock() + self.margin
+        return max(MIN_TTL_MS, math.ceil(remaining * 1000))
+
+    async def open(self) -> None:
+        """Build the connection pool (URL mode) and check that Redis answers.
+
+        An unreachable Redis does not stop start-up: it is logged, handshakes
+        get 503 until Redis answers, and then succeed with no restart.
+
+        Raises:
+            ConfigurationError: the URL cannot be used.
+        """
+        if self._client is None:
+            self._client = self._connect()
+        try:
+            await _bounded(self._client.ping(), self.timeout)
+        except Exception as exc:  # noqa: BLE001 - reported, claims fail closed
+            self._mark_down(exc)
+
+    def _connect(self) -> Any:
+        assert self.url is not None  # noqa: S101 - __init__ guarantees it
+        try:
+            from redis.asyncio import BlockingConnectionPool, Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError as exc:
+            raise ConfigurationError(
+                "RedisReplayStore needs redis-py: pip install 'sanic-wsauth[redis]'"
+            ) from exc
+        try:
+            # A burst of handshakes waits (within timeout) for a free
+            # connection instead of failing at the pool's limit.
+            pool = BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self.max_connections,
+                timeout=self.timeout,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"unusable Redis URL {_safe_url(self.url)}: {exc}") from None
+        return Redis.from_pool(pool)
+
+    async def claim(self, jti: str, expires_at: float) -> bool:
+        """Record ``jti`` with one ``SET key 1 NX PX ttl``.
+
+        Returns:
+            True when this call created the key, False when it existed.
+
+        Raises:
+            StoreUnavailable: Redis did not confirm either way within
+                ``timeout`` (down, stalled, refusing, or an error reply).
+        """
+        if self._client is None:
+            # Used outside a Sanic lifecycle: connect on first use.
+            self._client = self._connect()
+        try:
+            result = await _bounded(
+                self._client.set(self.key(jti), b"1", nx=True, px=self.ttl_ms(expires_at)),
+                self.timeout,
+            )
+        except Exception as exc:
+            self._mark_down(exc)
+            raise StoreUnavailable("the Redis replay store did not answer") from exc
+        if not self._healthy:
+            self._healthy = True
+            logger.info("sanic-wsauth: Redis replay store answers again: %r", self)
+        # redis-py turns "+OK" into True and a nil reply (key exists) into None;
+        # anything else is not a confirmed first use.
+        return result is True or result in (b"OK", "OK")
+
+    def _mark_down(self, exc: BaseException) -> None:
+        # One line when Redis goes away, not one per handshake.
+        if self._healthy:
+            self._healthy = False
+            logger.warning(
+                "sanic-wsauth: Redis replay store unavailable (%s); websocket "
+                "handshakes get 503 store_unavailable until it answers: %r",
+                type(exc).__name__,
+                self,
+            )
+
+    async def close(self) -> None:
+        """Close the pool this store built; leave an application's client open."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
