@@ -8,13 +8,16 @@ the same port, always by PID.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,7 @@ __all__ = [
     "private_redis",
     "redis_servers",
     "redis_url",
+    "within",
 ]
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -39,6 +43,24 @@ REDIS_HINT = (
     "`redis-server --daemonize yes --port 6379` or run .ci/run"
 )
 SERVER_HINT = "redis-server is not on PATH; install Redis (apt-get install redis-server)"
+
+
+@contextlib.asynccontextmanager
+async def within(seconds: float) -> AsyncIterator[None]:
+    """Fail with TimeoutError if the block runs past ``seconds`` (a liveness bound)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            yield
+        return
+    task = asyncio.current_task()  # pragma: no cover - Python 3.10
+    assert task is not None
+    handle = asyncio.get_running_loop().call_later(seconds, task.cancel)
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise TimeoutError(f"still running after {seconds} s") from None
+    finally:
+        handle.cancel()
 
 
 def _skip_or_fail(reason: str) -> None:
