@@ -30,6 +30,7 @@ __all__ = [
     "post_token",
     "run_demo",
     "serve",
+    "stop_process_group",
     "wait_for_port",
 ]
 
@@ -180,6 +181,24 @@ def wait_for_port(host: str, port: int, *, timeout: float = 30.0, proc: Any = No
     raise TimeoutError(f"nothing answered on {host}:{port} within {timeout}s")
 
 
+def stop_process_group(proc: subprocess.Popen[Any], *, grace: float = 10.0) -> None:
+    """Stop a server started with ``start_new_session=True``: SIGTERM, then SIGKILL.
+
+    Sanic's main process can miss a SIGTERM that lands while it is still
+    finishing start-up; the group kill then ends it and its workers (all of
+    them processes this test started).
+    """
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace)
+
+
 @contextlib.contextmanager
 def run_demo(
     *,
@@ -206,17 +225,13 @@ def run_demo(
         *(args or []),
     ]
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_for_port("127.0.0.1", port, proc=proc)
         yield proc, port
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process_group(proc)
         if log_path:
             log.close()  # type: ignore[union-attr]

@@ -107,7 +107,10 @@ def _as_list(name: str, value: Any) -> tuple[str, ...]:
 def _as_secrets(name: str, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, str) and name == "verify_secrets":
+        # From the environment: a list separated by commas or white space.
+        value = value.replace(",", " ").split()
+    elif isinstance(value, (str, bytes)):
         value = [value]
     if not isinstance(value, Iterable):
         # Sanic turns a numeric SANIC_WSAUTH_SECRET into an int.

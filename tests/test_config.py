@@ -1,0 +1,175 @@
+"""Settings: precedence, types, secrets from the environment, start-up errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from sanic import Sanic
+
+from sanic_wsauth import ConfigurationError, TicketVerifier, WeakSecretError, WSAuth
+from sanic_wsauth.ext.config import WSAuthConfig, resolve_config
+
+from ._support import free_port, new_secret, post_token, stop_process_group, wait_for_port
+
+
+def test_defaults() -> None:
+    config = resolve_config({}, {"secret_keys": "s" * 40})
+    assert config == WSAuthConfig(secret=("s" * 40,))
+    assert config.max_age == 30 and config.leeway == 5
+    assert config.token_path == "/authenticate/token" and config.query_param == "token"
+
+
+def test_app_config_wins_over_options_which_win_over_defaults() -> None:
+    config = resolve_config(
+        {"WSAUTH_MAX_AGE": 10, "WSAUTH_SECRET": "c" * 40},
+        {"secret_keys": "o" * 40, "max_age": 20, "leeway": 2},
+    )
+    assert config.max_age == 10  # app.config
+    assert config.leeway == 2  # option
+    assert config.secret == ("c" * 40,)
+    assert config.query_param == "token"  # default
+
+
+def test_env_style_strings_are_converted() -> None:
+    config = resolve_config(
+        {
+            "WSAUTH_SECRET": "k" * 40,
+            "WSAUTH_VERIFY_SECRETS": "a" * 40 + ", " + "b" * 40,
+            "WSAUTH_ALLOWED_ORIGINS": "https://a.example https://b.example",
+            "WSAUTH_BIND_IP": "true",
+            "WSAUTH_REDIS_TIMEOUT": "0.5",
+            "WSAUTH_MAX_AGE": "45",
+        },
+        {},
+    )
+    assert config.verify_secrets == ("a" * 40, "b" * 40)
+    assert config.allowed_origins == ("https://a.example", "https://b.example")
+    assert config.bind_ip is True and config.redis_timeout == 0.5 and config.max_age == 45
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("WSAUTH_MAX_AGE", "soon"),
+        ("WSAUTH_MAX_AGE", 0),
+        ("WSAUTH_LEEWAY", -1),
+        ("WSAUTH_BIND_IP", "maybe"),
+        ("WSAUTH_TOKEN_PATH", "no-slash"),
+        ("WSAUTH_QUERY_PARAM", ""),
+        ("WSAUTH_ALLOWED_ORIGINS", 5),
+        ("WSAUTH_MAX_AGE", True),
+    ],
+)
+def test_bad_values_are_refused(key: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_config({key: value, "WSAUTH_SECRET": "k" * 40}, {})
+    assert key in str(info.value)
+
+
+def test_unknown_option_is_refused_at_construction(app_name: str) -> None:
+    with pytest.raises(ConfigurationError, match="max_agee"):
+        WSAuth(Sanic(app_name), secret_keys="k" * 40, max_agee=3)
+
+
+def test_missing_secret_says_how_to_make_one(app_name: str) -> None:
+    ext = WSAuth(Sanic(app_name))
+    with pytest.raises(WeakSecretError, match="sanic-wsauth secret"):
+        ext.configure()
+
+
+@pytest.mark.parametrize("weak", ["short", "x" * 31])
+def test_weak_secret_is_refused(app_name: str, weak: str) -> None:
+    ext = WSAuth(Sanic(app_name), secret_keys=weak)
+    with pytest.raises(WeakSecretError, match="at least 32"):
+        ext.configure()
+
+
+def test_numeric_env_secret_is_refused(monkeypatch: pytest.MonkeyPatch, app_name: str) -> None:
+    # Sanic converts SANIC_* env values: a numeric secret arrives as an int.
+    monkeypatch.setenv("SANIC_WSAUTH_SECRET", "1" * 40)
+    app: Sanic[Any, Any] = Sanic(app_name)
+    assert isinstance(app.config.WSAUTH_SECRET, int)
+    with pytest.raises(WeakSecretError, match="must be a string, not int"):
+        WSAuth(app).configure()
+
+
+def test_env_secret_is_used(monkeypatch: pytest.MonkeyPatch, app_name: str) -> None:
+    secret = new_secret()
+    monkeypatch.setenv("SANIC_WSAUTH_SECRET", secret)
+    ext = WSAuth(Sanic(app_name), secret_keys=new_secret())
+    ext.configure()
+    TicketVerifier(secret).verify(ext.issue("env"))
+
+
+def test_state_before_start_is_a_clear_error(app_name: str) -> None:
+    ext = WSAuth(Sanic(app_name), secret_keys=new_secret())
+    for attribute in ("config", "issuer", "verifier", "store"):
+        with pytest.raises(ConfigurationError, match="not"):
+            getattr(ext, attribute)
+
+
+def _run_configured(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SANIC_WSAUTH_")}
+    full_env.update(env)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sanic",
+            "tests.apps.configured:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-motd",
+        ],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "no secret configured"),
+        ({"SANIC_WSAUTH_SECRET": "too-short"}, "at least 32 are required"),
+        ({"SANIC_WSAUTH_SECRET": "9" * 40}, "must be a string, not int"),
+    ],
+)
+def test_server_refuses_to_start_without_a_strong_secret(
+    env: dict[str, str], expected: str
+) -> None:
+    proc = _run_configured(env, free_port())
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        stop_process_group(proc)
+    assert proc.returncode != 0
+    flat = " ".join(output.replace("\u2590", " ").split())  # undo Sanic's boxed wrapping
+    assert expected in flat
+    assert "sanic-wsauth secret" in flat  # says how to make one
+    assert "Worker ready" not in output
+
+
+@pytest.mark.slow
+def test_server_starts_with_an_env_secret() -> None:
+    secret, port = new_secret(), free_port()
+    proc = _run_configured({"SANIC_WSAUTH_SECRET": secret}, port)
+    try:
+        wait_for_port("127.0.0.1", port, proc=proc)
+        status, body, _ = post_token(f"http://127.0.0.1:{port}")
+        assert status == 200
+        assert TicketVerifier(secret).verify(body["token"]).subject == "env-user"
+    finally:
+        stop_process_group(proc)
+        assert proc.stdout is not None
+        proc.stdout.close()
