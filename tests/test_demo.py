@@ -1,0 +1,80 @@
+"""The demo contract, run as users run it: `python -m sanic_wsauth demo --workers 2`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from ._support import handshake, post_token, run_demo
+
+pytestmark = pytest.mark.slow
+
+
+async def test_two_workers_issue_and_echo() -> None:
+    with run_demo(workers=2, env={"WSAUTH_DEMO_API_KEY": "demo-key-1"}) as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        status, body, headers = await asyncio.to_thread(post_token, base, api_key="wrong")
+        assert status == 401 and body == {"error": "unauthenticated"}
+        replies = []
+        for _ in range(6):  # several connections, spread over both workers
+            status, body, headers = await asyncio.to_thread(post_token, base, api_key="demo-key-1")
+            assert status == 200 and body["expires_in"] == 30
+            assert headers["Cache-Control"] == "no-store"
+            result = await handshake(f"ws://127.0.0.1:{port}/ws?token={body['token']}", send="hi")
+            assert result.status == 101
+            replies.append(result.reply)
+        assert replies == ["demo: hi"] * 6
+        refused = await handshake(f"ws://127.0.0.1:{port}/ws?token=nope")
+        assert refused.status == 401
+
+
+async def test_generated_key_and_secret_are_announced() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("WSAUTH_SECRET", "WSAUTH_DEMO_API_KEY")}
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = str(Path(tmp) / "demo.log")
+        with run_demo(
+            workers=2, env={"WSAUTH_SECRET": "", "WSAUTH_DEMO_API_KEY": ""}, log_path=log_path
+        ) as (_, port):
+            output = Path(log_path).read_text()
+            match = re.search(r"demo API key: (\S+)", output)
+            assert match, output
+            assert "WSAUTH_SECRET is not set" in output
+            assert "several workers" in output.lower() or "Several workers" in output
+            status, body, _ = await asyncio.to_thread(
+                post_token, f"http://127.0.0.1:{port}", api_key=match.group(1)
+            )
+            assert status == 200
+            # Both workers share the generated secret: every ticket opens a socket.
+            for _ in range(4):
+                status, body, _ = await asyncio.to_thread(
+                    post_token, f"http://127.0.0.1:{port}", api_key=match.group(1)
+                )
+                result = await handshake(f"ws://127.0.0.1:{port}/ws?token={body['token']}")
+                assert result.status == 101
+    del env
+
+
+def test_demo_help() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "sanic_wsauth", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for flag in ("--host", "--port", "--workers", "--max-age", "--redis"):
+        assert flag in out.stdout
+
+
+async def test_max_age_flag() -> None:
+    with run_demo(args=["--max-age", "7"], env={"WSAUTH_DEMO_API_KEY": "k7"}) as (_, port):
+        status, body, _ = await asyncio.to_thread(
+            post_token, f"http://127.0.0.1:{port}", api_key="k7"
+        )
+        assert status == 200 and body["expires_in"] == 7
