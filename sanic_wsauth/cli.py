@@ -15,6 +15,7 @@ secret, bad JSON). Errors are one line on stderr; the secret is never printed.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import secrets
@@ -90,6 +91,22 @@ def _fail(message: str) -> None:
 _STDIN_LIMIT = 1 << 20
 
 
+_LOG_LEVEL_ENV = "WSAUTH_DEMO_LOG_LEVEL"
+_LOGGERS = ("sanic.root", "sanic.access", "sanic.error", "sanic.server", "sanic.websockets")
+
+
+def _demo_app() -> Any:
+    """The demo app with ``--log-level`` applied (module level: workers re-import it)."""
+    import logging
+
+    from .demo import create_app
+
+    app = create_app()
+    for name in (*_LOGGERS, "websockets", "sanic_wsauth"):
+        logging.getLogger(name).setLevel(os.environ[_LOG_LEVEL_ENV])
+    return app
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
@@ -113,7 +130,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.max_age is not None:
         os.environ["WSAUTH_MAX_AGE"] = str(args.max_age)
 
-    loader = AppLoader(factory=create_app)
+    if args.log_level:
+        os.environ[_LOG_LEVEL_ENV] = args.log_level
+    loader = AppLoader(factory=_demo_app if args.log_level else create_app)
     app = loader.load()
     app.prepare(
         host=args.host,
@@ -285,12 +304,23 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             report["verified"] = True
 
     if args.json:
-        print(json.dumps(report, ensure_ascii=False))
+        print(json.dumps(report))  # ASCII: valid JSON whatever the terminal encoding
     else:
         _print_report(report, args.max_age, args.leeway)
     if failure is not None:
         raise _Failed(f"ticket rejected: {report['check']} check failed ({_detail(failure)})")
     return EXIT_OK
+
+
+def _escape(char: str) -> str:
+    return json.dumps(char)[1:-1]  # ensure_ascii: a \uXXXX escape (or a pair)
+
+
+def _display_json(value: Any) -> str:
+    """JSON for a terminal: readable letters, but no control, format (such as
+    right-to-left override) or unpaired surrogate characters from the payload."""
+    text = json.dumps(value, ensure_ascii=False)
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 
 def _print_report(report: dict[str, Any], max_age: int, leeway: int) -> None:
@@ -300,7 +330,7 @@ def _print_report(report: dict[str, Any], max_age: int, leeway: int) -> None:
     until = f"in {left} s" if left >= 0 else f"{-left} s ago"
     lines = [
         "payload:    "
-        + json.dumps(report["payload"], ensure_ascii=False)
+        + _display_json(report["payload"])
         + ("" if report["verified"] else "  (UNVERIFIED: do not trust)"),
         f"issued at:  {report['issued_at_utc']} ({report['issued_at']}, {when})",
         f"expires at: {report['expires_at_utc']} ({until}; max age {max_age} s "
@@ -378,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="write Sanic's access log (tickets are redacted)",
+    )
+    demo.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING"),
+        default=None,
+        help="level of Sanic's and websockets' loggers in every worker (tickets stay redacted)",
     )
     demo.set_defaults(func=_cmd_demo)
 
@@ -466,6 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 failed, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "demo" and isinstance(sys.stdout, io.TextIOWrapper):
+        # Payloads are untrusted text: never die on an unencodable character.
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         code: int = args.func(args)
         sys.stdout.flush()

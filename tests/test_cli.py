@@ -392,3 +392,16 @@ async def test_issued_ticket_opens_a_websocket_once(secret: str, app_name: str) 
         foreign = await _issue("--subject", "mallory", secret=new_secret())
         refused = await handshake(f"{srv.ws}/ws?token={foreign}")
         assert refused.status == 401 and json.loads(refused.body) == {"error": "bad_signature"}
+
+
+def test_inspect_prints_hostile_payload_text_safely(secret: str) -> None:
+    token = TicketIssuer(secret).issue("\udcff\x1b[2J\u202e", claims={"name": "Zo\u00eb"})
+    for encoding in ("utf-8", "ascii"):
+        env = {"PYTHONIOENCODING": encoding}
+        human = run_cli("inspect", token, env=env)
+        assert human.returncode == 0 and human.stderr == "", human.stderr
+        assert "\x1b" not in human.stdout and "\u202e" not in human.stdout
+        report = run_cli("inspect", token, "--json", env=env)
+        assert report.returncode == 0, report.stderr
+        assert report.stdout.isascii()
+        assert json.loads(report.stdout)["payload"]["sub"] == "\udcff\x1b[2J\u202e"
