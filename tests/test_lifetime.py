@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from sanic_wsauth import ConfigurationError, TicketIssuer, WSAuth
+from sanic_wsauth.demo import DEMO_SUBPROTOCOL
 from sanic_wsauth.ext.lifetime import NOT_REFRESH, parse_refresh
 
 from ._support import Served, post_token, run_demo, serve
@@ -28,18 +29,18 @@ def _app(name: str, secret: str, **options: Any) -> tuple[Sanic[Any, Any], WSAut
     wsauth = WSAuth(app, secret_keys=secret, authenticate=lambda r: "alice", **options)
     seen: list[Any] = []
 
-    @app.websocket("/ws")
+    @app.websocket("/ws")  # type: ignore[untyped-decorator]
     async def echo(request: Request, ws: Any) -> None:
         async for message in ws:
             seen.append(message)
             await ws.send(f"{request.ctx.ticket.subject}: {message}")
 
-    @app.websocket("/blocked")
+    @app.websocket("/blocked")  # type: ignore[untyped-decorator]
     async def blocked(request: Request, ws: Any) -> None:
         # Never reads: the cap must still close the socket.
         await asyncio.Event().wait()
 
-    @app.websocket("/open")
+    @app.websocket("/open")  # type: ignore[untyped-decorator]
     @WSAuth.public
     async def open_route(request: Request, ws: Any) -> None:
         async for message in ws:
@@ -155,7 +156,7 @@ async def test_refresh_updates_the_ticket_seen_by_the_handler(secret: str, app_n
     app: Sanic[Any, Any] = Sanic(app_name)
     wsauth = WSAuth(app, secret_keys=secret, max_connection_age=5, refresh=True)
 
-    @app.websocket("/ws")
+    @app.websocket("/ws")  # type: ignore[untyped-decorator]
     async def claims(request: Request, ws: Any) -> None:
         async for _ in ws:
             await ws.send(json.dumps(dict(request.ctx.ticket.claims)))
@@ -273,7 +274,10 @@ def test_demo_with_env_caps_and_refreshes_across_workers() -> None:
             return str(body["token"])
 
         async def scenario() -> tuple[int, str]:
-            async with connect(f"ws://127.0.0.1:{port}/ws?token={ticket()}") as ws:
+            async with connect(
+                f"ws://127.0.0.1:{port}/ws?token={ticket()}",
+                subprotocols=[DEMO_SUBPROTOCOL],  # type: ignore[list-item]
+            ) as ws:
                 await asyncio.sleep(1.2)
                 await ws.send(_refresh_frame(ticket()))
                 assert json.loads(await ws.recv())["type"] == "wsauth.refreshed"

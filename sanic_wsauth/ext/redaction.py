@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
 __all__ = ["REDACTED", "TicketRedactor", "install_redaction"]
 
@@ -26,14 +27,32 @@ LOGGER_NAMES = (
     "websockets.server",
     "websockets.client",
     "websockets.protocol",
+    "sanic_wsauth",
 )
 
 # Standard LogRecord attributes that never hold request data.
 _SKIP = frozenset(
     {
-        "name", "levelname", "levelno", "pathname", "filename", "module", "funcName",
-        "lineno", "created", "msecs", "relativeCreated", "thread", "threadName",
-        "processName", "process", "taskName", "stack_info", "exc_info", "msg", "args",
+        "name",
+        "levelname",
+        "levelno",
+        "pathname",
+        "filename",
+        "module",
+        "funcName",
+        "lineno",
+        "created",
+        "msecs",
+        "relativeCreated",
+        "thread",
+        "threadName",
+        "processName",
+        "process",
+        "taskName",
+        "stack_info",
+        "exc_info",
+        "msg",
+        "args",
     }
 )
 
@@ -41,30 +60,57 @@ _SKIP = frozenset(
 class TicketRedactor(logging.Filter):
     """Replace tickets (and ticket-shaped strings) in log records.
 
-    Redacted: the value of the ticket query parameter, a subprotocol entry
-    after the ticket prefix, and any ticket-shaped text (a base64url JSON
-    object such as ``eyJ…`` or a compressed ``.eJ…`` segment of 8 characters
-    or more, or three dot-separated base64url segments ending in a 43-character
-    signature), so neither a whole ticket nor a prefix of one over 8
-    characters survives.
+    Redacted:
+
+    - the value of the ticket query parameter, also when its name or value
+      is percent-encoded (``?%74oken=``), and any query value that decodes
+      to something ticket-shaped;
+    - a subprotocol entry after the ticket prefix;
+    - ticket-shaped text anywhere: a base64url JSON object (``eyJ…``) or a
+      compressed segment (``.eJx…``) of 8 characters or more, with the rest
+      of its dotted run; three dot-separated base64url segments ending in a
+      43-character signature; and the base64url tail that websockets' debug
+      log shows after the ``...`` of an elided frame.
+
+    So neither a whole ticket nor a piece of one over 8 characters survives
+    in Sanic's or websockets' log lines.
+
+    Args:
+        query_param: The ticket's query parameter (``WSAUTH_QUERY_PARAM``).
+        prefix: The subprotocol prefix (``WSAUTH_SUBPROTOCOL_PREFIX``).
     """
 
     def __init__(self, *, query_param: str = "token", prefix: str = "wsauth.ticket.") -> None:
         super().__init__()
+        self.query_param = query_param
+        self._pair = re.compile(r"(?<=[?&;])([^=&;\s#\"'?]{1,256})=([^&;\s\"'#]*)")
         self.pattern = re.compile(
             "|".join(
                 (
-                    rf"(?<=[?&;]{re.escape(query_param)}=)[^&\s\"'#]+",
                     rf"(?<={re.escape(prefix)})[^\s,\"';]+",
-                    r"\.?eJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*)*",
+                    r"\.?eJ[w-z][A-Za-z0-9_-]{5,}(?:\.[A-Za-z0-9_-]*)*",
                     r"eyJ[A-Za-z0-9_-]{5,}(?:\.[A-Za-z0-9_-]*)*",
-                    r"[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{43}",
+                    r"[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])",
+                    r"(?<=\.\.\.)[A-Za-z0-9_-]{6,}",
                 )
             )
         )
 
+    def _redact_pair(self, match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(2)
+        if not value:
+            return match.group(0)
+        decoded = unquote_plus(value) if "%" in value or "+" in value else value
+        if unquote_plus(name) == self.query_param or (
+            decoded is not value and self.pattern.search(decoded)
+        ):
+            return f"{name}={REDACTED}"
+        return match.group(0)
+
     def redact(self, text: str) -> str:
         """Return ``text`` with every ticket replaced by ``[redacted]``."""
+        if "=" in text:
+            text = self._pair.sub(self._redact_pair, text)
         return self.pattern.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:

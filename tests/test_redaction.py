@@ -1,0 +1,272 @@
+"""No ticket, nor a piece of one over 8 characters, in any log line."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from sanic_wsauth import TicketIssuer
+from sanic_wsauth.demo import DEMO_SUBPROTOCOL
+from sanic_wsauth.ext.redaction import LOGGER_NAMES, REDACTED, TicketRedactor, install_redaction
+
+from ._support import new_secret, post_token, run_demo
+
+WINDOW = 9  # "no substring of a ticket longer than 8 characters"
+
+
+def leaks(text: str, ticket: str) -> list[str]:
+    """Every 9-character piece of ``ticket`` found in ``text``."""
+    return sorted(
+        {ticket[i : i + WINDOW] for i in range(len(ticket) - WINDOW + 1)}
+        & {text[i : i + WINDOW] for i in range(len(text) - WINDOW + 1)}
+    )
+
+
+@pytest.fixture
+def ticket(secret: str) -> str:
+    return TicketIssuer(secret).issue("alice", audience="/ws/chat")
+
+
+@pytest.fixture
+def compressed(secret: str) -> str:
+    token = TicketIssuer(secret).issue("alice", claims={"roles": ["reader"] * 60})
+    assert token.startswith(".eJ")
+    return token
+
+
+def _percent_all(text: str) -> str:
+    return "".join(f"%{ord(c):02X}" for c in text)
+
+
+def _elided(frame_text: str) -> str:
+    # What websockets' debug log shows for a long frame (MAX_LOG_SIZE 75).
+    text = repr(frame_text)
+    return f"< TEXT {text[:46]}...{text[-24:]} [{len(frame_text)} bytes]"
+
+
+FORMS = [
+    lambda t: f"GET ws://127.0.0.1:8000/ws?token={t} 101",
+    lambda t: f"GET ws://127.0.0.1:8000/ws?a=1&token={t}&b=2 401",
+    lambda t: f"Exception occurred while handling uri: 'ws://h/ws?token={t}'",
+    lambda t: f"ws://h/ws?%74oken={t}",
+    lambda t: f"ws://h/ws?token={quote(t, safe='')}",
+    lambda t: f"ws://h/ws?token={_percent_all(t)}",
+    lambda t: f"ws://h/ws?other={_percent_all(t)}",
+    lambda t: f"Sec-WebSocket-Protocol: chat.v1, wsauth.ticket.{t}",
+    lambda t: f"wsauth.ticket.{t}, chat.v1",
+    lambda t: f"< TEXT '{json.dumps({'type': 'wsauth.refresh', 'token': t})}' [200 bytes]",
+    lambda t: _elided(json.dumps({"type": "wsauth.refresh", "token": t})),
+    lambda t: _elided(json.dumps({"token": t, "type": "wsauth.refresh"})),
+    lambda t: _elided(json.dumps({"type": "wsauth.refresh", "padding": "x" * 9, "token": t})),
+    lambda t: f"GET /ws/{t}/x 404",
+    lambda t: f"bad value {t[5:]}",
+    lambda t: f"{t}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+]
+
+
+@pytest.mark.parametrize("form", range(len(FORMS)))
+def test_forms_are_redacted(form: int, ticket: str, compressed: str) -> None:
+    redactor = TicketRedactor()
+    for token in (ticket, compressed):
+        line = FORMS[form](token)
+        redacted = redactor.redact(line)
+        assert leaks(redacted, token) == [], redacted
+        assert REDACTED in redacted
+
+
+def test_custom_param_and_prefix(ticket: str) -> None:
+    redactor = TicketRedactor(query_param="t", prefix="x-ticket-")
+    garbage = "not-base64!!" * 3  # a junk value is redacted by position alone
+    line = f"GET /ws?t={garbage} Sec-WebSocket-Protocol: x-ticket-{garbage}"
+    assert garbage[:WINDOW] not in redactor.redact(line)
+    assert leaks(redactor.redact(f"/ws?t={ticket}"), ticket) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET http://127.0.0.1:8000/health 200 2",
+        "POST http://127.0.0.1:8000/authenticate/token 200 192",
+        "GET ws://h/ws?room=lobby&page=2 101",
+        "< TEXT 'demo: hello' [11 bytes]",
+        "jti 0123456789abcdef0123456789abcdef refused: replayed",
+        "TimeJump keyJson eJa eyJ",
+        "/home/user/project/sanic_wsauth/ext/redaction.py line 42",
+    ],
+)
+def test_ordinary_lines_are_untouched(line: str) -> None:
+    assert TicketRedactor().redact(line) == line
+
+
+def test_filter_rewrites_message_args_extras_and_tracebacks(ticket: str) -> None:
+    redactor = TicketRedactor()
+    try:
+        raise ValueError(f"cannot open ws://h/ws?token={ticket}")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "sanic.error", logging.ERROR, __file__, 1, "uri: %r", (f"/ws?token={ticket}",), exc_info
+    )
+    record.request = f"GET ws://h/ws?token={ticket}"  # Sanic's access-log extra
+    assert redactor.filter(record) is True
+    rendered = logging.Formatter("%(message)s %(request)s").format(record)
+    assert leaks(rendered, ticket) == []
+    assert "ValueError" in rendered and REDACTED in rendered
+
+
+def test_install_is_idempotent_and_covers_handlers() -> None:
+    handler = logging.StreamHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        install_redaction(TicketRedactor())
+        install_redaction(TicketRedactor())
+        for target in [*(logging.getLogger(n) for n in LOGGER_NAMES), handler]:
+            assert sum(isinstance(f, TicketRedactor) for f in target.filters) == 1
+    finally:
+        root.removeHandler(handler)
+
+
+# -- the real thing: the demo, 2 workers, DEBUG, access log on -------------------------
+
+
+async def _raw_upgrade(port: int, target: str, headers: dict[str, str]) -> int:
+    """Send a websocket upgrade as raw bytes (no client-side validation)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [
+            f"GET {target} HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+def _wait_for_workers(log: Path, n: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if log.read_text(errors="replace").count("Worker ready") >= n:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("workers did not become ready")
+
+
+@pytest.mark.slow
+def test_demo_logs_hold_no_ticket(tmp_path: Path) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    secret = new_secret()
+    log = tmp_path / "demo.log"
+    env = {
+        "WSAUTH_SECRET": secret,
+        "SANIC_WSAUTH_MAX_CONNECTION_AGE": "60",
+        "SANIC_WSAUTH_REFRESH": "true",
+        "SANIC_NO_COLOR": "true",
+    }
+    issuer_then = TicketIssuer(secret, clock=lambda: time.time() - 3600)
+    presented: list[str] = []
+    outcomes: list[tuple[str, int]] = []
+
+    with run_demo(
+        workers=2, env=env, args=["--log-level", "DEBUG", "--access-log"], log_path=str(log)
+    ) as (_, port):
+        _wait_for_workers(log, 2)
+        base = f"http://127.0.0.1:{port}"
+        ws_base = f"ws://127.0.0.1:{port}"
+
+        def fresh() -> str:
+            status, body, _ = post_token(base, api_key="test-api-key")
+            assert status == 200
+            presented.append(body["token"])
+            return str(body["token"])
+
+        def remember(token: str) -> str:
+            presented.append(token)
+            return token
+
+        async def upgrade(kind: str, token: str, via: str) -> None:
+            # /ws negotiates the demo's subprotocol: always offer it.
+            headers = {"Sec-WebSocket-Protocol": DEMO_SUBPROTOCOL}
+            if via == "query":
+                target = f"/ws?token={token}"
+            elif via == "encoded":
+                target = f"/ws?%74oken={quote(token, safe='')}"
+            else:
+                target = "/ws"
+                headers = {"Sec-WebSocket-Protocol": f"wsauth.ticket.{token}, {DEMO_SUBPROTOCOL}"}
+            outcomes.append((f"{kind}/{via}", await _raw_upgrade(port, target, headers)))
+
+        async def scenario() -> None:
+            for round_ in range(6):  # spread over both workers
+                for via in ("query", "subprotocol", "encoded"):
+                    good = fresh()
+                    await upgrade("accepted", good, via)
+                    await upgrade("replayed", good, via)
+                    tampered = good[:40] + ("A" if good[40] != "A" else "B") + good[41:]
+                    await upgrade("bad_signature", remember(tampered), via)
+                    await upgrade("expired", remember(issuer_then.issue("demo")), via)
+                    await upgrade("malformed", remember(fresh().replace(".", "-", 1)), via)
+                    await upgrade("truncated", remember(fresh()[:-20]), via)
+                    await upgrade("oversized", remember(fresh() + "Q" * 5000), via)
+                # A 404 and a plain GET with a ticket in the URL.
+                await _raw_upgrade(port, f"/nowhere?token={fresh()}", {})
+                # In-band refresh: good, then replayed (4003).
+                first = fresh()
+                async with connect(
+                    f"{ws_base}/ws?token={first}",
+                    subprotocols=[DEMO_SUBPROTOCOL],  # type: ignore[list-item]
+                ) as ws:
+                    await ws.send(json.dumps({"type": "wsauth.refresh", "token": fresh()}))
+                    assert json.loads(await ws.recv())["type"] == "wsauth.refreshed"
+                    await ws.send(json.dumps({"token": first, "type": "wsauth.refresh"}))
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await asyncio.wait_for(ws.recv(), 10)
+                    assert closed.value.rcvd is not None
+                    assert closed.value.rcvd.code == 4003
+                assert round_ >= 0
+
+        asyncio.run(scenario())
+        time.sleep(0.5)  # let the workers flush their last lines
+
+    text = log.read_text(errors="replace")
+    expected = {
+        "accepted": 101,
+        "replayed": 401,
+        "bad_signature": 401,
+        "expired": 401,
+        "malformed": 401,
+        "truncated": 401,
+        "oversized": 401,
+    }
+    for kind, status in outcomes:
+        name = kind.split("/")[0]
+        # 2 workers, in-memory store: a replay can land on the other worker.
+        allowed = {401, 101} if name == "replayed" else {expected[name]}
+        assert status in allowed, (kind, status)
+    # The run really logged at DEBUG, with the access log, in both workers.
+    assert "DEBUG: < TEXT" in text
+    assert re.search(r"Srv 0.*(GET|🔌) ws://", text) and re.search(r"Srv 1.*(GET|🔌) ws://", text)
+    assert text.count(REDACTED) >= len(outcomes)
+    found = {token[:12]: leaks(text, token) for token in presented}
+    assert {k: v for k, v in found.items() if v} == {}
