@@ -7,6 +7,13 @@ Contract (documented in the README, relied on by tests and benchmarks):
 - ``GET /ws?token=...`` (websocket): echoes each message as
   ``"<subject>: <message>"``; the demo's subject is ``demo``.
 - ``GET /health``: 200 ``ok`` (for readiness checks).
+- ``GET /``: the demo page (enter the API key, connect, send, see echoes); it
+  loads the browser client that the extension serves at ``/static/wsauth.js``.
+- ``GET /ws/sub`` (websocket): the same echo on a route that negotiates the
+  app subprotocol ``wsauth.demo``, which clients must offer (beside the ticket
+  entry, for the ``Sec-WebSocket-Protocol`` transport). A browser that offers
+  protocols fails the handshake unless the server selects one, and a route
+  with subprotocols refuses clients that offer none: hence two paths.
 - The secret comes from env ``WSAUTH_SECRET``; ``WSAUTH_REDIS_URL`` selects the
   Redis replay store; ``WSAUTH_MAX_AGE`` the ticket lifetime.
 """
@@ -14,14 +21,18 @@ Contract (documented in the README, relied on by tests and benchmarks):
 from __future__ import annotations
 
 import hmac
+import json
 import os
+import secrets
+from importlib import resources
 from typing import Any
 
 from sanic import Request, Sanic
-from sanic.response import HTTPResponse, text
+from sanic.response import HTTPResponse, html, text
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
 from .ext import WSAuth
+from .ext.config import WSAuthConfig
 from .tokens import Ticket
 
 __all__ = ["APP_NAME", "DEMO_SUBJECT", "create_app"]
@@ -29,11 +40,44 @@ __all__ = ["APP_NAME", "DEMO_SUBJECT", "create_app"]
 APP_NAME = "sanic_wsauth_demo"
 DEMO_SUBJECT = "demo"
 API_KEY_ENV = "WSAUTH_DEMO_API_KEY"
+#: The app subprotocol of ``/ws/sub`` (offered beside the ticket entry).
+DEMO_SUBPROTOCOL = "wsauth.demo"
+#: The echo route that negotiates :data:`DEMO_SUBPROTOCOL`.
+SUBPROTOCOL_PATH = "/ws/sub"
+#: Where the demo serves the browser client (``WSAUTH_STATIC_PATH`` wins).
+CLIENT_PATH = "/static/wsauth.js"
 
 
 def _bearer(request: Request) -> str:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
+def _demo_page(template: str, config: WSAuthConfig) -> HTTPResponse:
+    nonce = secrets.token_urlsafe(16)
+    settings = {
+        "module": config.static_path,
+        "tokenUrl": config.token_path,
+        "wsPath": "/ws",
+        "subprotocolPath": SUBPROTOCOL_PATH,
+        "subprotocol": DEMO_SUBPROTOCOL,
+    }
+    # Inside <script>: "<" escaped so a value can never close the element.
+    data = json.dumps(settings).replace("<", "\\u003c")
+    policy = (
+        f"default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return html(
+        template.replace("__DEMO_CONFIG__", data).replace("__NONCE__", nonce),
+        headers={
+            "Content-Security-Policy": policy,
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 def create_app() -> Sanic[Any, Any]:
@@ -43,7 +87,7 @@ def create_app() -> Sanic[Any, Any]:
         raise RuntimeError(f"{API_KEY_ENV} is not set; run the demo with `sanic-wsauth demo`")
     app: Sanic[Any, Any] = Sanic(APP_NAME)
     app.config.WEBSOCKET_PING_INTERVAL = None
-    settings: dict[str, Any] = {}
+    settings: dict[str, Any] = {"static_path": CLIENT_PATH}
     if os.environ.get("WSAUTH_SECRET"):
         settings["secret_keys"] = os.environ["WSAUTH_SECRET"]
     if os.environ.get("WSAUTH_REDIS_URL"):
@@ -61,11 +105,22 @@ def create_app() -> Sanic[Any, Any]:
     async def health(request: Request) -> HTTPResponse:
         return text("ok")
 
-    @app.websocket("/ws")
+    page = resources.files(__package__).joinpath("static").joinpath("demo.html").read_text("utf-8")
+
+    @app.get("/")
+    async def index(request: Request) -> HTTPResponse:
+        return _demo_page(page, request.app.ctx.wsauth.config)
+
+    @app.websocket("/ws")  # type: ignore[untyped-decorator]  # Sanic is untyped here
     async def echo(request: Request, ws: WebsocketImplProtocol) -> None:
         ticket: Ticket = request.ctx.ticket
         async for message in ws:
             body = message if isinstance(message, str) else message.decode("utf-8", "replace")
             await ws.send(f"{ticket.subject}: {body}")
 
+    # A route with subprotocols refuses clients that offer none (websockets'
+    # "missing subprotocol"), so the subprotocol flavour has its own path.
+    app.add_websocket_route(
+        echo, SUBPROTOCOL_PATH, subprotocols=[DEMO_SUBPROTOCOL], name="echo_sub"
+    )
     return app

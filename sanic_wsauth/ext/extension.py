@@ -21,6 +21,7 @@ from .origin import OriginPolicy
 from .policy import audience, public
 from .redaction import TicketRedactor, install_redaction
 from .signals import TICKET_ACCEPTED, TICKET_REJECTED, notify
+from .static import register_static
 
 __all__ = ["WSAuth"]
 
@@ -104,6 +105,8 @@ class WSAuth:
                 methods=["POST"],
                 name="wsauth_token",
             )
+        if early.static_path is not None:
+            register_static(app, early.static_path)
         app.main_process_start(self._check_config)
         app.before_server_start(self._start)
         app.after_server_stop(self._stop)

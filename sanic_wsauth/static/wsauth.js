@@ -1,0 +1,665 @@
+// @ts-check
+/**
+ * sanic-wsauth browser client: a WebSocket authenticated with one-time tickets.
+ *
+ * A dependency-free ES module; import it as it is:
+ *
+ *     import { connect } from "/static/wsauth.js";
+ *     const conn = connect({
+ *       tokenUrl: "/authenticate/token",
+ *       url: "/ws",
+ *       headers: () => ({ Authorization: `Bearer ${apiKey}` }),
+ *       onMessage: (data) => console.log(data),
+ *     });
+ *     conn.send("hello");
+ *     conn.close();
+ *
+ * Before every connect and reconnect the client POSTs to `tokenUrl` with the
+ * app's credentials (a headers callback and/or cookies) and gets a fresh
+ * ticket; a ticket is never reused. The ticket travels in the query string
+ * (`?token=`) or as a `Sec-WebSocket-Protocol` entry `wsauth.ticket.<ticket>`
+ * beside the app's real subprotocols.
+ *
+ * A browser reports a refused handshake only as close code 1006, exactly like
+ * a network failure, so the client decides by the ticket endpoint's answer:
+ * 401/403 there ends the connection with an "auth" error (no retry); network
+ * failures and 5xx are retried with capped exponential backoff and full
+ * jitter, up to `reconnect.maxRetries` consecutive failures.
+ *
+ * Connection age (server option WSAUTH_MAX_CONNECTION_AGE): a close with code
+ * 4001 reconnects at once with a new ticket. When the ticket endpoint answers
+ * `refresh: true`, the client sends a fresh ticket in-band at `refreshAt`
+ * (80 %) of the age, `{"type":"wsauth.refresh","token":"..."}`, and swallows
+ * the server's `{"type":"wsauth.refreshed",...}` answer.
+ *
+ * @module wsauth
+ */
+
+/** Close code the server sends when a connection reaches its maximum age. */
+export const AGE_CLOSE_CODE = 4001;
+/** Close code the server sends when an in-band refresh is refused. */
+export const REFRESH_CLOSE_CODE = 4003;
+/** `type` of the in-band refresh frame the client sends. */
+export const REFRESH_TYPE = "wsauth.refresh";
+/** `type` of the server's answer to a good refresh. */
+export const REFRESHED_TYPE = "wsauth.refreshed";
+
+/** @typedef {"connecting" | "open" | "reconnecting" | "closed"} ConnectionState */
+/** @typedef {"query" | "subprotocol"} Transport */
+/** @typedef {"auth" | "http" | "network" | "protocol" | "closed" | "config"} ErrorKind */
+
+/**
+ * @typedef {object} ReconnectOptions
+ * @property {number} [initialDelay] Ceiling of the first retry's random delay, ms (500).
+ * @property {number} [maxDelay] Cap of the delay ceiling, ms (30000).
+ * @property {number} [factor] Growth of the ceiling per failure (2).
+ * @property {number} [maxRetries] Consecutive failed retries before giving up (10; Infinity: never).
+ * @property {number} [stableAfter] A socket open this long (ms) resets the failure count (5000).
+ */
+
+/**
+ * @typedef {object} ConnectOptions
+ * @property {string} tokenUrl The ticket endpoint (POST), e.g. "/authenticate/token".
+ * @property {string} url The socket URL; relative, http(s) and ws(s) URLs are accepted.
+ * @property {Transport} [transport] Where the ticket travels ("query").
+ * @property {string[]} [protocols] The app's real subprotocols; the server must select one of
+ *     them when any is offered (required for the "subprotocol" transport).
+ * @property {HeadersInit | (() => HeadersInit | Promise<HeadersInit>)} [headers] Headers for the
+ *     ticket request, or a callback called before every request (e.g. an Authorization header).
+ * @property {RequestCredentials} [credentials] fetch credentials mode for cookies ("same-origin").
+ * @property {string} [audience] Ask for a ticket bound to this audience.
+ * @property {ReconnectOptions | false} [reconnect] Backoff settings, or false to never reconnect.
+ * @property {boolean} [refresh] Refresh in-band when the server allows it (true).
+ * @property {number} [refreshAt] Fraction of the connection age at which to refresh (0.8).
+ * @property {number} [ticketTimeout] Abort a ticket request after this many ms (10000).
+ * @property {number} [openTimeout] Give up on a handshake after this many ms (10000).
+ * @property {BinaryType} [binaryType] The socket's binaryType ("blob").
+ * @property {string} [queryParam] Query parameter of the ticket ("token").
+ * @property {string} [protocolPrefix] Subprotocol prefix of the ticket ("wsauth.ticket.").
+ * @property {(info: OpenInfo) => void} [onOpen] The socket opened.
+ * @property {(data: any, event: MessageEvent) => void} [onMessage] An application message.
+ * @property {(info: CloseInfo) => void} [onClose] A socket closed.
+ * @property {(error: WSAuthError) => void} [onError] The connection ended with an error.
+ * @property {(state: ConnectionState, info: StateInfo) => void} [onStateChange] State changes.
+ * @property {(info: RefreshInfo) => void} [onRefresh] The server accepted an in-band refresh.
+ */
+
+/**
+ * @typedef {object} OpenInfo
+ * @property {string} protocol The negotiated subprotocol ("" when none).
+ */
+
+/**
+ * @typedef {object} CloseInfo
+ * @property {number} code The close code (1006: no close frame, e.g. a refused handshake).
+ * @property {string} reason The close reason.
+ * @property {boolean} wasClean Whether the closing handshake completed.
+ * @property {boolean} opened Whether this socket had opened.
+ * @property {boolean} willReconnect Whether the client will open a new socket.
+ */
+
+/**
+ * @typedef {object} StateInfo
+ * @property {ConnectionState | null} previous The state before (null for the first).
+ * @property {number} [attempt] For "reconnecting": the number of consecutive failures.
+ * @property {number} [delay] For "reconnecting": ms until the next attempt.
+ * @property {WSAuthError | null} [error] Why the client reconnects, or why it closed.
+ */
+
+/**
+ * @typedef {object} RefreshInfo
+ * @property {number} expiresIn Seconds until the server closes the socket, from now.
+ */
+
+/**
+ * @typedef {object} TicketAnswer
+ * @property {string} token
+ * @property {number} maxConnectionAge
+ * @property {boolean} refresh
+ */
+
+/** An error of the client; `kind` says what failed and `retryable` whether it retries. */
+export class WSAuthError extends Error {
+  /**
+   * @param {ErrorKind} kind
+   * @param {string} message
+   * @param {{status?: number, reason?: string, code?: number, retryable?: boolean, cause?: unknown}} [details]
+   */
+  constructor(kind, message, details = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = "WSAuthError";
+    /** @type {ErrorKind} */
+    this.kind = kind;
+    /** HTTP status of the ticket endpoint's answer, when there was one. */
+    this.status = details.status ?? null;
+    /** The server's machine reason (`{"error": reason}` or a close reason), when known. */
+    this.reason = details.reason ?? null;
+    /** The socket's close code, when a socket closed. */
+    this.code = details.code ?? null;
+    /** Whether the client retries after this error. */
+    this.retryable = details.retryable ?? false;
+  }
+}
+
+const RECONNECT_DEFAULTS = Object.freeze({
+  initialDelay: 500,
+  maxDelay: 30_000,
+  factor: 2,
+  maxRetries: 10,
+  stableAfter: 5_000,
+});
+
+/**
+ * The delay before retry number `attempt` (1-based): "full jitter", a uniform
+ * random value in [0, min(maxDelay, initialDelay * factor ** (attempt - 1))).
+ *
+ * @param {number} attempt
+ * @param {ReconnectOptions} [options]
+ * @param {() => number} [random]
+ * @returns {number} milliseconds
+ */
+export function backoffDelay(attempt, options = {}, random = Math.random) {
+  const { initialDelay, maxDelay, factor } = { ...RECONNECT_DEFAULTS, ...options };
+  const ceiling = Math.min(maxDelay, initialDelay * factor ** Math.max(0, attempt - 1));
+  return Math.floor(random() * ceiling);
+}
+
+/** @param {unknown} callback @param {...unknown} args */
+function call(callback, ...args) {
+  if (typeof callback !== "function") return;
+  try {
+    callback(...args);
+  } catch (error) {
+    // A failing callback must not break the state machine: report it the way
+    // an uncaught error in an event listener would be.
+    if (typeof globalThis.reportError === "function") globalThis.reportError(error);
+    else setTimeout(() => { throw error; });
+  }
+}
+
+/** @param {string} url */
+function socketUrl(url) {
+  const base = typeof location === "undefined" ? undefined : location.href;
+  const parsed = new URL(url, base);
+  if (parsed.protocol === "http:") parsed.protocol = "ws:";
+  else if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+    throw new TypeError(`wsauth: url must be a ws(s) or http(s) URL, got ${parsed.protocol}`);
+  }
+  parsed.hash = "";
+  return parsed;
+}
+
+/** @param {Response} response */
+async function errorReason(response) {
+  try {
+    const body = await response.json();
+    const reason = body && body.error;
+    return typeof reason === "string" && reason.length <= 100 ? reason : null;
+  } catch {
+    return null;
+  }
+}
+
+/** @param {number} status */
+function retryableStatus(status) {
+  return status >= 500 || status === 408 || status === 425 || status === 429;
+}
+
+/**
+ * @param {ConnectOptions} options
+ */
+function normalize(options) {
+  if (!options || typeof options !== "object") throw new TypeError("wsauth: options required");
+  const { tokenUrl, url } = options;
+  if (typeof tokenUrl !== "string" || !tokenUrl) throw new TypeError("wsauth: tokenUrl required");
+  if (typeof url !== "string" || !url) throw new TypeError("wsauth: url required");
+  const transport = options.transport ?? "query";
+  if (transport !== "query" && transport !== "subprotocol") {
+    throw new TypeError(`wsauth: transport must be "query" or "subprotocol"`);
+  }
+  const protocolPrefix = options.protocolPrefix ?? "wsauth.ticket.";
+  const protocols = [...(options.protocols ?? [])];
+  if (protocols.some((p) => typeof p !== "string" || !p || p.startsWith(protocolPrefix))) {
+    throw new TypeError("wsauth: protocols must be the app's own non-empty subprotocol names");
+  }
+  if (transport === "subprotocol" && protocols.length === 0) {
+    // The browser fails a handshake in which it offered protocols and the
+    // server selected none; the ticket entry is removed by the server, so a
+    // real subprotocol that the route accepts must be offered beside it.
+    throw new TypeError(
+      'wsauth: the "subprotocol" transport needs protocols: a subprotocol the route accepts',
+    );
+  }
+  const refreshAt = options.refreshAt ?? 0.8;
+  if (!(refreshAt > 0 && refreshAt < 1)) throw new TypeError("wsauth: refreshAt must be in (0, 1)");
+  const reconnect =
+    options.reconnect === false ? null : { ...RECONNECT_DEFAULTS, ...(options.reconnect ?? {}) };
+  return {
+    ...options,
+    transport,
+    protocols,
+    protocolPrefix,
+    refreshAt,
+    reconnect,
+    socketUrl: socketUrl(url),
+    credentials: options.credentials ?? "same-origin",
+    queryParam: options.queryParam ?? "token",
+    refresh: options.refresh ?? true,
+    ticketTimeout: options.ticketTimeout ?? 10_000,
+    openTimeout: options.openTimeout ?? 10_000,
+    binaryType: options.binaryType ?? "blob",
+  };
+}
+
+/**
+ * One logical connection: a sequence of sockets, each opened with a fresh
+ * ticket, until {@link WSAuthConnection#close} or a final error.
+ */
+export class WSAuthConnection {
+  /** @type {ReturnType<typeof normalize>} */
+  #o;
+  /** @type {ConnectionState} */
+  #state = "connecting";
+  /** @type {WSAuthError | null} */
+  #error = null;
+  /** @type {WebSocket | null} */
+  #ws = null;
+  /** @type {AbortController | null} */
+  #ticketRequest = null;
+  /** @type {AbortController | null} */
+  #refreshRequest = null;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #retryTimer;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #openTimer;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #refreshTimer;
+  #failures = 0;
+  #openedAt = 0;
+  #stopped = false;
+  #refreshPending = false;
+
+  /** @param {ConnectOptions} options */
+  constructor(options) {
+    this.#o = normalize(options);
+    // Start after connect() returns, so that the first onStateChange call
+    // ("connecting") happens when the caller already holds the handle.
+    queueMicrotask(() => {
+      if (this.#stopped) return;
+      call(this.#o.onStateChange, "connecting", { previous: null });
+      void this.#attempt();
+    });
+  }
+
+  /** @returns {ConnectionState} "connecting", "open", "reconnecting" or "closed". */
+  get state() {
+    return this.#state;
+  }
+
+  /** @returns {WSAuthError | null} Why the connection closed, once closed by an error. */
+  get error() {
+    return this.#error;
+  }
+
+  /** @returns {string} The current socket's negotiated subprotocol ("" when none). */
+  get protocol() {
+    return this.#ws && this.#ws.readyState === WebSocket.OPEN ? this.#ws.protocol : "";
+  }
+
+  /**
+   * Send a message on the open socket.
+   *
+   * @param {string | ArrayBufferLike | Blob | ArrayBufferView} data
+   * @returns {boolean} true if handed to the socket; false (dropped) when not open.
+   */
+  send(data) {
+    const ws = this.#ws;
+    if (this.#state !== "open" || !ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(data);
+    return true;
+  }
+
+  /**
+   * Close for good: no reconnect, pending ticket requests are aborted.
+   *
+   * @param {number} [code] Close code for the open socket (1000).
+   * @param {string} [reason] Close reason.
+   */
+  close(code = 1000, reason = "") {
+    if (this.#stopped) return;
+    this.#stop();
+    if (this.#ws) this.#ws.close(code, reason);
+    this.#setState("closed", { error: null });
+  }
+
+  // -- internals ---------------------------------------------------------
+
+  /**
+   * @param {ConnectionState} state
+   * @param {Omit<StateInfo, "previous">} info
+   * @param {boolean} [always] Report even when the state does not change.
+   */
+  #setState(state, info, always = false) {
+    const previous = this.#state;
+    if (previous === state && !always) return;
+    this.#state = state;
+    call(this.#o.onStateChange, state, { previous, ...info });
+  }
+
+  #stop() {
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#openTimer);
+    clearTimeout(this.#refreshTimer);
+    this.#ticketRequest?.abort();
+    this.#refreshRequest?.abort();
+    this.#ticketRequest = this.#refreshRequest = null;
+  }
+
+  /** @param {WSAuthError} error */
+  #finish(error) {
+    if (this.#stopped) return;
+    this.#stop();
+    this.#error = error;
+    if (this.#ws && this.#ws.readyState <= WebSocket.OPEN) this.#ws.close(1000, error.kind);
+    this.#setState("closed", { error });
+    call(this.#o.onError, error);
+  }
+
+  async #attempt() {
+    if (this.#stopped) return;
+    const request = new AbortController();
+    this.#ticketRequest = request;
+    /** @type {TicketAnswer} */
+    let ticket;
+    try {
+      ticket = await this.#fetchTicket(request);
+    } catch (error) {
+      if (this.#stopped || this.#ticketRequest !== request) return;
+      this.#ticketRequest = null;
+      this.#failed(/** @type {WSAuthError} */ (error));
+      return;
+    }
+    if (this.#stopped || this.#ticketRequest !== request) return;
+    this.#ticketRequest = null;
+    this.#open(ticket);
+  }
+
+  /**
+   * POST the ticket endpoint with the app's credentials.
+   *
+   * @param {AbortController} request
+   * @returns {Promise<TicketAnswer>}
+   */
+  async #fetchTicket(request) {
+    const o = this.#o;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      request.abort();
+    }, o.ticketTimeout);
+    try {
+      let extra;
+      try {
+        extra = typeof o.headers === "function" ? await o.headers() : o.headers;
+      } catch (cause) {
+        throw new WSAuthError("auth", "the headers callback failed", { cause });
+      }
+      const headers = new Headers(extra ?? undefined);
+      headers.set("Accept", "application/json");
+      /** @type {string | undefined} */
+      let body;
+      if (o.audience != null) {
+        headers.set("Content-Type", "application/json");
+        body = JSON.stringify({ audience: o.audience });
+      }
+      /** @type {Response} */
+      let response;
+      try {
+        response = await fetch(o.tokenUrl, {
+          method: "POST",
+          headers,
+          body,
+          credentials: o.credentials,
+          cache: "no-store",
+          signal: request.signal,
+        });
+      } catch (cause) {
+        const message = timedOut ? "the ticket request timed out" : "the ticket request failed";
+        throw new WSAuthError("network", message, { cause, retryable: true });
+      }
+      const status = response.status;
+      if (status === 401 || status === 403) {
+        const reason = await errorReason(response);
+        const message = `the ticket endpoint refused the credentials (${status}${reason ? ` ${reason}` : ""})`;
+        throw new WSAuthError("auth", message, { status, reason: reason ?? undefined });
+      }
+      if (!response.ok) {
+        const reason = await errorReason(response);
+        throw new WSAuthError("http", `the ticket endpoint answered ${status}`, {
+          status,
+          reason: reason ?? undefined,
+          retryable: retryableStatus(status),
+        });
+      }
+      let data;
+      try {
+        data = await response.json();
+      } catch (cause) {
+        if (request.signal.aborted) {
+          throw new WSAuthError("network", "the ticket request failed", { cause, retryable: true });
+        }
+        throw new WSAuthError("protocol", "the ticket endpoint did not answer JSON", { status });
+      }
+      if (!data || typeof data.token !== "string" || !data.token) {
+        throw new WSAuthError("protocol", "the ticket endpoint's answer has no token", { status });
+      }
+      const age = Number(data.max_connection_age);
+      return {
+        token: data.token,
+        maxConnectionAge: Number.isFinite(age) && age > 0 ? age : 0,
+        refresh: data.refresh === true,
+      };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** @param {WSAuthError} error a failed ticket request */
+  #failed(error) {
+    if (!error.retryable || !this.#o.reconnect) {
+      this.#finish(error);
+      return;
+    }
+    this.#retryLater(error);
+  }
+
+  /** @param {WSAuthError} error why */
+  #retryLater(error) {
+    const reconnect = /** @type {Required<ReconnectOptions>} */ (this.#o.reconnect);
+    this.#failures += 1;
+    if (this.#failures > reconnect.maxRetries) {
+      this.#finish(
+        new WSAuthError("network", `gave up after ${this.#failures} failed attempts: ${error.message}`, {
+          status: error.status ?? undefined,
+          reason: error.reason ?? undefined,
+          code: error.code ?? undefined,
+          cause: error,
+        }),
+      );
+      return;
+    }
+    this.#schedule(backoffDelay(this.#failures, reconnect), error);
+  }
+
+  /**
+   * @param {number} delay
+   * @param {WSAuthError | null} error
+   */
+  #schedule(delay, error) {
+    this.#setState("reconnecting", { attempt: this.#failures, delay, error }, true);
+    this.#retryTimer = setTimeout(() => void this.#attempt(), delay);
+  }
+
+  /** @param {TicketAnswer} ticket */
+  #open(ticket) {
+    const o = this.#o;
+    const url = new URL(o.socketUrl.href);
+    const protocols = [...o.protocols];
+    if (o.transport === "query") url.searchParams.set(o.queryParam, ticket.token);
+    else protocols.push(o.protocolPrefix + ticket.token);
+    /** @type {WebSocket} */
+    let ws;
+    try {
+      ws = protocols.length > 0 ? new WebSocket(url.href, protocols) : new WebSocket(url.href);
+    } catch {
+      // The browser's message quotes the URL or protocols, ticket included:
+      // do not pass it on.
+      this.#finish(new WSAuthError("config", "the WebSocket could not be created (bad url or protocols)"));
+      return;
+    }
+    ws.binaryType = o.binaryType;
+    this.#ws = ws;
+    let opened = false;
+    this.#openTimer = setTimeout(() => {
+      if (ws.readyState === WebSocket.CONNECTING) ws.close();
+    }, o.openTimeout);
+
+    ws.onopen = () => {
+      clearTimeout(this.#openTimer);
+      if (this.#ws !== ws || this.#stopped) return;
+      opened = true;
+      this.#openedAt = Date.now();
+      this.#setState("open", { error: null });
+      if (o.refresh && ticket.refresh && ticket.maxConnectionAge > 0) {
+        this.#scheduleRefresh(ticket.maxConnectionAge);
+      }
+      call(o.onOpen, { protocol: ws.protocol });
+    };
+    ws.onmessage = (event) => {
+      if (this.#ws !== ws || this.#stopped) return;
+      if (this.#refreshPending && this.#takeRefreshed(event.data)) return;
+      call(o.onMessage, event.data, event);
+    };
+    ws.onclose = (event) => this.#closed(ws, event, opened);
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {CloseEvent} event
+   * @param {boolean} opened
+   */
+  #closed(ws, event, opened) {
+    if (this.#ws !== ws) return;
+    this.#ws = null;
+    clearTimeout(this.#openTimer);
+    clearTimeout(this.#refreshTimer);
+    this.#refreshRequest?.abort();
+    this.#refreshRequest = null;
+    this.#refreshPending = false;
+    const o = this.#o;
+    const reconnect = o.reconnect;
+    const info = { code: event.code, reason: event.reason, wasClean: event.wasClean, opened };
+    if (this.#stopped) {
+      call(o.onClose, { ...info, willReconnect: false });
+      return;
+    }
+    if (opened && event.code === AGE_CLOSE_CODE && reconnect) {
+      // The server's normal age cap: reconnect at once, no backoff penalty.
+      call(o.onClose, { ...info, willReconnect: true });
+      this.#failures = 0;
+      this.#schedule(0, null);
+      return;
+    }
+    const error = opened
+      ? new WSAuthError("closed", `the socket closed (${event.code}${event.reason ? ` ${event.reason}` : ""})`, {
+          code: event.code,
+          reason: event.reason || undefined,
+          retryable: true,
+        })
+      : new WSAuthError("network", "the WebSocket handshake failed (network error or refused handshake)", {
+          code: event.code,
+          retryable: true,
+        });
+    if (!reconnect) {
+      call(o.onClose, { ...info, willReconnect: false });
+      const normal = opened && (event.code === 1000 || event.code === 1001);
+      if (normal) {
+        this.#stop();
+        this.#setState("closed", { error: null });
+      } else {
+        error.retryable = false;
+        this.#finish(error);
+      }
+      return;
+    }
+    if (opened && Date.now() - this.#openedAt >= reconnect.stableAfter) this.#failures = 0;
+    const willReconnect = this.#failures + 1 <= reconnect.maxRetries;
+    call(o.onClose, { ...info, willReconnect });
+    this.#retryLater(error);
+  }
+
+  /** @param {number} seconds the connection's remaining age */
+  #scheduleRefresh(seconds) {
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = setTimeout(() => void this.#refresh(), seconds * this.#o.refreshAt * 1000);
+  }
+
+  async #refresh() {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || this.#stopped) return;
+    const request = new AbortController();
+    this.#refreshRequest = request;
+    /** @type {TicketAnswer} */
+    let ticket;
+    try {
+      ticket = await this.#fetchTicket(request);
+    } catch (error) {
+      if (this.#stopped || this.#ws !== ws || this.#refreshRequest !== request) return;
+      this.#refreshRequest = null;
+      // The credentials were revoked: end for good. Otherwise let the server's
+      // age cap (4001) close the socket; the client then reconnects.
+      if (/** @type {WSAuthError} */ (error).kind === "auth") this.#finish(/** @type {WSAuthError} */ (error));
+      return;
+    }
+    if (this.#stopped || this.#ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+    this.#refreshRequest = null;
+    this.#refreshPending = true;
+    ws.send(JSON.stringify({ type: REFRESH_TYPE, token: ticket.token }));
+  }
+
+  /**
+   * Consume the server's answer to a refresh.
+   *
+   * @param {unknown} data
+   * @returns {boolean} whether `data` was that answer
+   */
+  #takeRefreshed(data) {
+    if (typeof data !== "string" || !data.includes(REFRESHED_TYPE)) return false;
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return false;
+    }
+    if (!message || typeof message !== "object" || message.type !== REFRESHED_TYPE) return false;
+    this.#refreshPending = false;
+    const expiresIn = Number(message.expires_in);
+    if (Number.isFinite(expiresIn) && expiresIn > 0) this.#scheduleRefresh(expiresIn);
+    call(this.#o.onRefresh, { expiresIn });
+    return true;
+  }
+}
+
+/**
+ * Open an authenticated WebSocket that fetches a fresh ticket for every
+ * socket and reconnects by itself.
+ *
+ * @param {ConnectOptions} options
+ * @returns {WSAuthConnection} the handle: `state`, `error`, `protocol`, `send()`, `close()`.
+ * @throws {TypeError} a required option is missing or invalid.
+ */
+export function connect(options) {
+  return new WSAuthConnection(options);
+}
