@@ -134,6 +134,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         os.environ[_LOG_LEVEL_ENV] = args.log_level
     loader = AppLoader(factory=_demo_app if args.log_level else create_app)
     app = loader.load()
+    try:
+        # Fail here, with one line, rather than with a traceback from Sanic's main process.
+        app.ctx.wsauth.configure()
+    except WSAuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     app.prepare(
         host=args.host,
         port=args.port,

@@ -78,3 +78,18 @@ async def test_max_age_flag() -> None:
             post_token, f"http://127.0.0.1:{port}", api_key="k7"
         )
         assert status == 200 and body["expires_in"] == 7
+
+
+@pytest.mark.parametrize(("secret", "expected"), [("short", "at least 32"), ("   ", "3 bytes")])
+def test_weak_secret_stops_the_demo_with_one_line(secret: str, expected: str) -> None:
+    env = {**os.environ, "WSAUTH_SECRET": secret, "WSAUTH_DEMO_API_KEY": "k"}
+    out = subprocess.run(
+        [sys.executable, "-m", "sanic_wsauth", "demo", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert expected in out.stderr and "sanic-wsauth secret" in out.stderr
