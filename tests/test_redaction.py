@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -19,6 +17,7 @@ from sanic_wsauth import TicketIssuer
 from sanic_wsauth.demo import DEMO_SUBPROTOCOL
 from sanic_wsauth.ext.redaction import LOGGER_NAMES, REDACTED, TicketRedactor, install_redaction
 
+from ._raw import raw_upgrade
 from ._support import new_secret, post_token, run_demo
 
 WINDOW = 9  # "no substring of a ticket longer than 8 characters"
@@ -140,28 +139,6 @@ def test_install_is_idempotent_and_covers_handlers() -> None:
 # -- the real thing: the demo, 2 workers, DEBUG, access log on -------------------------
 
 
-async def _raw_upgrade(port: int, target: str, headers: dict[str, str]) -> int:
-    """Send a websocket upgrade as raw bytes (no client-side validation)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [
-            f"GET {target} HTTP/1.1",
-            f"Host: 127.0.0.1:{port}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-            *(f"{k}: {v}" for k, v in headers.items()),
-        ]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), 10)
-        return int(status_line.split()[1])
-    finally:
-        writer.close()
-
-
 def _wait_for_workers(log: Path, n: int) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -215,7 +192,9 @@ def test_demo_logs_hold_no_ticket(tmp_path: Path) -> None:
             else:
                 target = "/ws"
                 headers = {"Sec-WebSocket-Protocol": f"wsauth.ticket.{token}, {DEMO_SUBPROTOCOL}"}
-            outcomes.append((f"{kind}/{via}", await _raw_upgrade(port, target, headers)))
+            outcomes.append(
+                (f"{kind}/{via}", (await raw_upgrade(port, target, headers.items())).status)
+            )
 
         async def scenario() -> None:
             for round_ in range(6):  # spread over both workers
@@ -230,7 +209,7 @@ def test_demo_logs_hold_no_ticket(tmp_path: Path) -> None:
                     await upgrade("truncated", remember(fresh()[:-20]), via)
                     await upgrade("oversized", remember(fresh() + "Q" * 5000), via)
                 # A 404 and a plain GET with a ticket in the URL.
-                await _raw_upgrade(port, f"/nowhere?token={fresh()}", {})
+                await raw_upgrade(port, f"/nowhere?token={fresh()}")
                 # In-band refresh: good, then replayed (4003).
                 first = fresh()
                 async with connect(

@@ -58,6 +58,8 @@ class OriginPolicy:
     def __init__(self, allowed: tuple[str, ...], *, allow_missing: bool) -> None:
         normalized = set()
         for origin in allowed:
+            if "*" in origin:
+                raise ValueError(f"wildcards are not supported: {origin!r} (list each origin)")
             value = normalize_origin(origin)
             if value is None:
                 raise ValueError(f"not an origin: {origin!r} (use scheme://host[:port])")

@@ -1,0 +1,204 @@
+"""Origin allowlist (Cross-Site WebSocket Hijacking), on a real server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sanic import Request, Sanic
+
+from sanic_wsauth import ConfigurationError, WSAuth
+from sanic_wsauth.ext.origin import OriginPolicy, normalize_origin
+
+from ._raw import raw_upgrade
+from ._support import Served, handshake, serve
+
+ALLOWED = "https://app.example.com"
+
+
+def _app(name: str, secret: str, **options: Any) -> tuple[Sanic[Any, Any], WSAuth]:
+    app: Sanic[Any, Any] = Sanic(name)
+    wsauth = WSAuth(app, secret_keys=secret, **options)
+
+    @app.websocket("/ws")  # type: ignore[untyped-decorator]
+    async def echo(request: Request, ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    return app, wsauth
+
+
+@pytest.fixture
+async def server(secret: str, app_name: str) -> AsyncIterator[tuple[Served, WSAuth]]:
+    app, wsauth = _app(app_name, secret, allowed_origins=[ALLOWED, "http://localhost:3000"])
+    async with serve(app) as srv:
+        yield srv, wsauth
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        None,  # not a browser: allowed by default
+        "https://app.example.com",
+        "https://app.example.com:443",
+        "https://app.example.com/",
+        "HTTPS://App.Example.COM",
+        "http://localhost:3000",
+        "self",  # the server's own origin
+    ],
+)
+async def test_allowed(server: Any, origin: str | None) -> None:
+    srv, wsauth = server
+    if origin == "self":
+        origin = srv.http
+    result = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}", origin=origin)
+    assert result.status == 101 and result.reply == "ping"
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "http://app.example.com",  # other scheme
+        "https://app.example.com:8443",  # other port
+        "https://app.example.com.evil.example",  # suffix trick
+        "https://evil.example/?https://app.example.com",
+        "https://app.example.com/path",
+        "https://user@app.example.com",
+        "https://app.example.com#x",
+        "http://localhost:3001",
+        "http://localhost",
+        "null",
+        "",
+        "*",
+        "file://",
+        "https://app.example.com:99999",
+        "https://app.example.com, https://evil.example",
+        "self-other-port",
+    ],
+)
+async def test_forbidden(server: Any, origin: str) -> None:
+    srv, wsauth = server
+    if origin == "self-other-port":
+        origin = f"http://127.0.0.1:{srv.port + 1}"
+    token = wsauth.issue("a")
+    refused = await handshake(f"{srv.ws}/ws?token={token}", origin=origin)
+    assert refused.status == 403
+    assert refused.body == b'{"error":"origin_forbidden"}'
+    # Checked before the ticket: it was not consumed.
+    assert (await handshake(f"{srv.ws}/ws?token={token}")).status == 101
+
+
+async def test_two_origin_headers_are_refused(server: Any) -> None:
+    srv, wsauth = server
+    response = await raw_upgrade(
+        srv.port,
+        f"/ws?token={wsauth.issue('a')}",
+        [("Origin", ALLOWED), ("Origin", ALLOWED)],
+    )
+    assert response.status == 403 and response.json() == {"error": "origin_forbidden"}
+
+
+async def test_non_ascii_origin_is_refused_not_an_error(server: Any) -> None:
+    srv, wsauth = server
+    for origin in ("https://äpp.example.com", "https://app.example.com\udcff", "http://[::1"):
+        response = await raw_upgrade(
+            srv.port, f"/ws?token={wsauth.issue('a')}", [("Origin", origin)]
+        )
+        assert response.status in (400, 403), origin
+        if response.status == 403:
+            assert response.json() == {"error": "origin_forbidden"}
+
+
+async def test_missing_origin_refusable(secret: str, app_name: str) -> None:
+    app, wsauth = _app(app_name, secret, allow_missing_origin=False)
+    async with serve(app) as srv:
+        refused = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}")
+        assert refused.status == 403 and b"origin_forbidden" in refused.body
+        ok = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}", origin=srv.http)
+        assert ok.status == 101
+
+
+async def test_check_can_be_disabled(secret: str, app_name: str) -> None:
+    app, wsauth = _app(app_name, secret)
+    app.config.WSAUTH_CHECK_ORIGIN = False
+    async with serve(app) as srv:
+        ok = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}", origin="https://x.example")
+        assert ok.status == 101
+
+
+async def test_env_style_list(secret: str, app_name: str) -> None:
+    app, wsauth = _app(app_name, secret)
+    app.config.WSAUTH_ALLOWED_ORIGINS = "https://a.example, https://b.example:8443"
+    async with serve(app) as srv:
+        for origin, status in (
+            ("https://a.example", 101),
+            ("https://b.example:8443", 101),
+            ("https://b.example", 403),
+        ):
+            got = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}", origin=origin)
+            assert got.status == status, origin
+
+
+async def test_own_origin_behind_a_proxy(secret: str, app_name: str) -> None:
+    """The own origin follows X-Forwarded-Proto/Host only when proxies are trusted."""
+    public = "https://chat.example.org"
+    forwarded = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    forwarded["X-Forwarded-Host"] = "chat.example.org"
+
+    trusting, wsauth = _app(app_name, secret)
+    trusting.config.PROXIES_COUNT = 1
+    async with serve(trusting) as srv:
+        url = f"{srv.ws}/ws?token={wsauth.issue('a')}"
+        assert (await handshake(url, origin=public, headers=forwarded)).status == 101
+        direct = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}", origin=public)
+        assert direct.status == 403
+
+    naive, wsauth2 = _app(app_name + "_naive", secret)
+    async with serve(naive) as srv:
+        # No proxy configured: forged forwarding headers change nothing.
+        url = f"{srv.ws}/ws?token={wsauth2.issue('a')}"
+        refused = await handshake(url, origin=public, headers=forwarded)
+        assert refused.status == 403
+
+
+async def test_forwarded_secret_proxy(secret: str, app_name: str) -> None:
+    app, wsauth = _app(app_name, secret)
+    app.config.FORWARDED_SECRET = "proxy-secret-1"
+    good = {"Forwarded": "for=198.51.100.4;proto=https;host=chat.example.org;secret=proxy-secret-1"}
+    bad = {"Forwarded": "for=198.51.100.4;proto=https;host=chat.example.org;secret=guess"}
+    async with serve(app) as srv:
+        ok = await handshake(
+            f"{srv.ws}/ws?token={wsauth.issue('a')}",
+            origin="https://chat.example.org",
+            headers=good,
+        )
+        assert ok.status == 101
+        refused = await handshake(
+            f"{srv.ws}/ws?token={wsauth.issue('a')}", origin="https://chat.example.org", headers=bad
+        )
+        assert refused.status == 403
+
+
+@pytest.mark.parametrize(
+    "entry", ["*", "https://*.example.com", "example.com", "https://a.example/path", "null"]
+)
+async def test_bad_allowlist_entries_stop_start_up(secret: str, app_name: str, entry: str) -> None:
+    app, _ = _app(app_name, secret)
+    app.config.WSAUTH_ALLOWED_ORIGINS = [entry]
+    with pytest.raises(ConfigurationError, match="ALLOWED_ORIGINS"):
+        async with serve(app):
+            pass
+
+
+def test_normalize_origin() -> None:
+    assert normalize_origin("https://A.example:443") == "https://a.example"
+    assert normalize_origin("http://a.example:80/") == "http://a.example"
+    assert normalize_origin("wss://a.example") == "https://a.example"
+    assert normalize_origin("http://[::1]:8000") == "http://[::1]:8000"
+    assert normalize_origin("http://[::1]") == "http://[::1]"
+    for junk in ("", "null", "a.example", "ftp://a.example", "https://", "https://a:b@c"):
+        assert normalize_origin(junk) is None
+    with pytest.raises(ValueError, match="wildcard"):
+        OriginPolicy(("https://*.a.example",), allow_missing=True)
