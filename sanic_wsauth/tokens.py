@@ -230,7 +230,7 @@ def normalize_ip(value: str) -> str:
     return str(address)
 
 
-def stock_serializer(secret_keys: SecretKeys, *, salt: str = SALT) -> URLSafeTimedSerializer[str]:
+def stock_serializer(secret_keys: SecretKeys, *, salt: str = SALT) -> URLSafeTimedSerializer:
     """Build the stock itsdangerous serializer for format v1.
 
     Tickets it ``dumps`` verify with :class:`TicketVerifier`, and tickets

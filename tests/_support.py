@@ -108,22 +108,9 @@ async def handshake(
 ) -> Handshake:
     """Open a websocket; return 101 (with one echo round-trip) or the refusal."""
     try:
-        async with asyncio.timeout(timeout):
-            async with connect(
-                url,
-                origin=origin,  # type: ignore[arg-type]
-                subprotocols=subprotocols,  # type: ignore[arg-type]
-                additional_headers=headers,
-                open_timeout=timeout,
-            ) as ws:
-                reply = None
-                if send is not None:
-                    await ws.send(send)
-                    raw = await ws.recv()
-                    reply = raw if isinstance(raw, str) else raw.decode()
-                return Handshake(
-                    101, b"", _lower(ws.response.headers.raw_items()), reply, ws.subprotocol
-                )
+        return await asyncio.wait_for(
+            _handshake(url, send, origin, subprotocols, headers, timeout), timeout
+        )
     except InvalidStatus as exc:
         response = exc.response
         return Handshake(
@@ -131,6 +118,30 @@ async def handshake(
             bytes(response.body or b""),
             _lower(response.headers.raw_items()),
         )
+
+
+async def _handshake(
+    url: str,
+    send: str | None,
+    origin: str | None,
+    subprotocols: list[str] | None,
+    headers: Mapping[str, str] | None,
+    timeout: float,
+) -> Handshake:
+    async with connect(
+        url,
+        origin=origin,  # type: ignore[arg-type]
+        subprotocols=subprotocols,  # type: ignore[arg-type]
+        additional_headers=headers,
+        open_timeout=timeout,
+    ) as ws:
+        reply = None
+        if send is not None:
+            await ws.send(send)
+            raw = await ws.recv()
+            reply = raw if isinstance(raw, str) else raw.decode()
+        assert ws.response is not None
+        return Handshake(101, b"", _lower(ws.response.headers.raw_items()), reply, ws.subprotocol)
 
 
 def _lower(items: Any) -> dict[str, str]:

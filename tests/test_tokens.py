@@ -36,9 +36,7 @@ class Clock:
         return self.now
 
 
-def frozen_stock(
-    secret: str | list[str], at: float, salt: str = SALT
-) -> URLSafeTimedSerializer[str]:
+def frozen_stock(secret: str | list[str], at: float, salt: str = SALT) -> URLSafeTimedSerializer:
     class FrozenSigner(TimestampSigner):
         def get_timestamp(self) -> int:
             return int(at)
