@@ -29,18 +29,18 @@ def _app(name: str, secret: str, **options: Any) -> tuple[Sanic[Any, Any], WSAut
     wsauth = WSAuth(app, secret_keys=secret, authenticate=lambda r: "alice", **options)
     seen: list[Any] = []
 
-    @app.websocket("/ws")  # type: ignore[untyped-decorator]
+    @app.websocket("/ws")
     async def echo(request: Request, ws: Any) -> None:
         async for message in ws:
             seen.append(message)
             await ws.send(f"{request.ctx.ticket.subject}: {message}")
 
-    @app.websocket("/blocked")  # type: ignore[untyped-decorator]
+    @app.websocket("/blocked")
     async def blocked(request: Request, ws: Any) -> None:
         # Never reads: the cap must still close the socket.
         await asyncio.Event().wait()
 
-    @app.websocket("/open")  # type: ignore[untyped-decorator]
+    @app.websocket("/open")
     @WSAuth.public
     async def open_route(request: Request, ws: Any) -> None:
         async for message in ws:
@@ -156,7 +156,7 @@ async def test_refresh_updates_the_ticket_seen_by_the_handler(secret: str, app_n
     app: Sanic[Any, Any] = Sanic(app_name)
     wsauth = WSAuth(app, secret_keys=secret, max_connection_age=5, refresh=True)
 
-    @app.websocket("/ws")  # type: ignore[untyped-decorator]
+    @app.websocket("/ws")
     async def claims(request: Request, ws: Any) -> None:
         async for _ in ws:
             await ws.send(json.dumps(dict(request.ctx.ticket.claims)))

@@ -23,7 +23,7 @@ def _app(name: str, secret: str, **options: Any) -> tuple[Sanic[Any, Any], WSAut
     app.config.WEBSOCKET_PING_INTERVAL = None
     wsauth = WSAuth(app, secret_keys=secret, **options)
 
-    @app.websocket("/ws")  # type: ignore[untyped-decorator]
+    @app.websocket("/ws")
     async def echo(request: Request, ws: Any) -> None:
         async for message in ws:
             await ws.send(message)

@@ -48,7 +48,11 @@ class RoutePolicy:
     def audience_for(self, request: Request) -> str:
         spec = self.audience
         if spec is None:
-            return request.path
+            # Sanic routes "/ws/admin/" to "/ws/admin" (strict_slashes off):
+            # one audience per route, so an authorize() that compares paths
+            # cannot be sidestepped with a trailing slash.
+            path = request.path
+            return path.rstrip("/") or "/"
         return spec if isinstance(spec, str) else spec(request)
 
 
