@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -41,8 +41,8 @@ async def server(secret: str, app_name: str) -> AsyncIterator[tuple[Served, WSAu
         yield srv, wsauth
 
 
-def _no_ticket_in(headers: dict[str, str] | list[tuple[str, str]], token: str) -> None:
-    items = headers.items() if isinstance(headers, dict) else headers
+def _no_ticket_in(headers: Mapping[str, str] | list[tuple[str, str]], token: str) -> None:
+    items = headers.items() if isinstance(headers, Mapping) else headers
     for name, value in items:
         assert token[:12] not in value, name
         assert PREFIX not in value, name
