@@ -271,17 +271,22 @@ def _time_status(age: int, max_age: int, leeway: int) -> str:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     if not args.verify and (args.audience is not None or args.client_ip is not None):
         raise _UsageError("--audience and --client-ip only apply with --verify")
+    # One instant for the report and the verdict, so they cannot disagree.
+    now = time.time()
     verifier = None
     if args.verify:
         name, secret = _read_secret()
         try:
             verifier = TicketVerifier(
-                secret, salt=args.salt, max_age=args.max_age, leeway=args.leeway
+                secret,
+                salt=args.salt,
+                max_age=args.max_age,
+                leeway=args.leeway,
+                clock=lambda: now,
             )
         except ConfigurationError as exc:
             raise _UsageError(f"{name}: {exc}") from None
     token = _read_token(args.token, sys.stdin)
-    now = time.time()
     try:
         payload, issued_at = decode_unverified(token)
     except WSAuthError as exc:
