@@ -30,9 +30,12 @@ from ._support import free_port, handshake, post_token, serve
 from .redis_support import RedisServer, count_keys, within
 
 NOW = 1_000_000.0
-#: Generous bound for a claim against a dead or stalled Redis: catches a
-#: hang, not a slow machine (the store's own timeout is 0.25 s).
-LIVENESS = 5.0
+#: The store's timeout in the fault tests: short, yet long enough that a
+#: healthy claim never misses it on a busy 2-core machine (the default is 0.25).
+STALL_TIMEOUT = 1.0
+#: Generous bound for claims against a dead or stalled Redis: catches a
+#: hang, not a slow machine.
+LIVENESS = 10.0
 
 
 def jti() -> str:
@@ -271,7 +274,7 @@ async def test_close_releases_the_pool(private_redis: RedisServer) -> None:
 async def test_stalled_redis_times_out_then_recovers_without_reopen(
     private_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = RedisReplayStore(private_redis.url, timeout=0.25)
+    store = RedisReplayStore(private_redis.url, timeout=STALL_TIMEOUT)
     await store.open()
     try:
         assert await store.claim(jti(), time.time() + 35) is True
@@ -297,7 +300,7 @@ async def test_stalled_redis_times_out_then_recovers_without_reopen(
 async def test_killed_redis_is_refused_then_used_again_on_restart(
     private_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = RedisReplayStore(private_redis.url, timeout=0.25)
+    store = RedisReplayStore(private_redis.url, timeout=STALL_TIMEOUT)
     await store.open()
     try:
         assert await store.claim(jti(), time.time() + 35) is True
@@ -317,12 +320,30 @@ async def test_killed_redis_is_refused_then_used_again_on_restart(
 
 
 @pytest.mark.redis
+async def test_idle_pool_after_a_restart_serves_the_very_next_claim(
+    private_redis: RedisServer,
+) -> None:
+    store = RedisReplayStore(private_redis.url, timeout=5)
+    await store.open()
+    try:
+        # Several pooled connections, all left idle and then cut by a restart.
+        results = await asyncio.gather(*(store.claim(jti(), time.time() + 35) for _ in range(5)))
+        assert results == [True] * 5
+        private_redis.kill()
+        private_redis.start(port=private_redis.port)
+        results = await asyncio.gather(*(store.claim(jti(), time.time() + 35) for _ in range(5)))
+        assert results == [True] * 5
+    finally:
+        await store.close()
+
+
+@pytest.mark.redis
 async def test_redis_down_at_start_up_is_logged_then_used_once_it_answers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, redis_servers: Any
 ) -> None:
     port = free_port()
     url = f"redis://:hunter2-secret@127.0.0.1:{port}/0"
-    store = RedisReplayStore(url, timeout=0.25)
+    store = RedisReplayStore(url, timeout=STALL_TIMEOUT)
     server = RedisServer(tmp_path, "--requirepass", "hunter2-secret")
     try:
         with caplog.at_level(logging.WARNING, logger="sanic_wsauth"):
@@ -340,9 +361,9 @@ async def test_redis_down_at_start_up_is_logged_then_used_once_it_answers(
 @pytest.mark.redis
 async def test_error_replies_fail_closed(redis_servers: Any) -> None:
     server: RedisServer = redis_servers("--requirepass", "right-password")
-    wrong = RedisReplayStore(f"redis://:wrong-password@127.0.0.1:{server.port}/0")
-    anonymous = RedisReplayStore(server.url)
-    right = RedisReplayStore(f"redis://:right-password@127.0.0.1:{server.port}/0")
+    wrong = RedisReplayStore(f"redis://:wrong-password@127.0.0.1:{server.port}/0", timeout=2)
+    anonymous = RedisReplayStore(server.url, timeout=2)
+    right = RedisReplayStore(f"redis://:right-password@127.0.0.1:{server.port}/0", timeout=2)
     try:
         await expect_unavailable(wrong, 3)  # WRONGPASS
         await expect_unavailable(anonymous, 3)  # NOAUTH
@@ -406,7 +427,7 @@ async def test_sanic_app_uses_redis_from_config(
 async def test_sanic_handshakes_get_503_while_redis_is_down_then_succeed(
     app_name: str, secret: str, private_redis: RedisServer
 ) -> None:
-    app = _app(app_name, secret, redis_url=private_redis.url)
+    app = _app(app_name, secret, redis_url=private_redis.url, redis_timeout=STALL_TIMEOUT)
     async with serve(app) as srv:
         token = await _ticket(srv.http)
         assert (await handshake(f"{srv.ws}/ws?token={token}")).status == 101

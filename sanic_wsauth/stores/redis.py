@@ -89,11 +89,12 @@ class RedisReplayStore(ReplayStore):
     (its own retry and socket settings apply within ``timeout``) and is never
     closed by this store; its owner closes it.
 
-    The URL's pool holds up to ``max_connections`` connections, uses
-    ``timeout`` as its connect and socket timeout, and makes one attempt per
-    claim: retrying ``SET NX`` after a lost reply
-    would see the key it had just written and report a first use as a
-    replay.
+    The URL's pool holds up to ``max_connections`` connections and uses
+    ``timeout`` as its connect and socket timeout. A claim that meets a
+    dropped connection (Redis restarted, say) is sent once more on a fresh
+    one, all within ``timeout``; a stall is not retried. The retry is safe:
+    if the first ``SET`` did land, the second finds the key and the ticket is
+    refused as replayed, never accepted twice.
 
     Args:
         url: ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
@@ -192,6 +193,7 @@ class RedisReplayStore(ReplayStore):
             from redis.asyncio import BlockingConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
         except ImportError as exc:
             raise ConfigurationError(
                 "RedisReplayStore needs redis-py: pip install 'sanic-wsauth[redis]'"
@@ -205,7 +207,9 @@ class RedisReplayStore(ReplayStore):
                 timeout=self.timeout,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),
+                # Stale pooled connections fail on first use after a Redis
+                # restart; one retry on a new connection hides that.
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             )
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"unusable Redis URL {_safe_url(self.url)}: {exc}") from None
