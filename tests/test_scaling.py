@@ -147,9 +147,10 @@ async def test_one_host_two_workers_accept_each_ticket_once(
     redis_url: str, key_prefix: str, logs: Path
 ) -> None:
     log = logs / "host.log"
-    with run_demo(
-        workers=2, env=demo_env(new_secret(), redis_url, key_prefix), log_path=str(log)
-    ) as (_proc, port):
+    # This host gets its Redis from the command line (`demo --redis URL`).
+    env = {**demo_env(new_secret(), redis_url, key_prefix), "WSAUTH_REDIS_URL": ""}
+    args = ["--redis", redis_url]
+    with run_demo(workers=2, env=env, args=args, log_path=str(log)) as (_proc, port):
         tickets, storms = await _storm_until_spread(
             [f"127.0.0.1:{port}"], [log], redis_url, key_prefix
         )
