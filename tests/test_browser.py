@@ -1,0 +1,400 @@
+"""End to end in Debian's Chromium: the demo page, the browser client, the server.
+
+Plain ``def`` tests: Playwright's sync API must not run inside a running event
+loop (asyncio_mode=auto). Servers are the demo in a subprocess
+(``browser_support.demo_process``) or, where the test reads the server's counters, an in-process
+app in a thread (``ServerThread``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sanic import Sanic
+from sanic.response import html
+
+from ._support import free_port, new_secret, post_token
+from .browser_support import API_KEY, DemoPage, ServerThread, chromium, demo_process
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+#: Long enough for several retries of a storm (the first retry ceilings are
+#: 0.5 s, 1 s, 2 s): a window in which a retrying client would show up.
+QUIET_WINDOW = 2.5
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as instance:
+        yield instance
+
+
+@pytest.fixture
+def demo_env() -> dict[str, str]:
+    return {"WSAUTH_DEMO_API_KEY": API_KEY, "WSAUTH_SECRET": new_secret()}
+
+
+@pytest.fixture
+def demo_server(demo_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    with demo_process(tmp_path, demo_env) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def demo(browser: Browser, demo_server: str) -> Iterator[DemoPage]:
+    page = DemoPage.open(browser, demo_server)
+    yield page
+    page.close()
+
+
+def wait_until(page: Page, condition: Any, timeout: float = 30, what: str = "condition") -> None:
+    """Poll ``condition`` (a liveness bound against a hang, not a speed check).
+
+    Waits with ``page.wait_for_timeout``, not ``time.sleep``: the sync API
+    dispatches the page's events (requests, sockets, frames) only while a
+    Playwright call runs.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        page.wait_for_timeout(50)
+
+
+def quiet_window(page: Page) -> None:
+    """Let the page run for QUIET_WINDOW seconds, recording its traffic."""
+    page.wait_for_timeout(QUIET_WINDOW * 1000)
+
+
+@pytest.mark.parametrize(
+    ("transport", "offer", "path", "protocol"),
+    [
+        ("query", False, "/ws", "none"),
+        ("query", True, "/ws/sub", "wsauth.demo"),
+        ("subprotocol", True, "/ws/sub", "wsauth.demo"),
+    ],
+    ids=["query", "query+subprotocol", "subprotocol"],
+)
+def test_page_connects_and_echoes(
+    demo: DemoPage, transport: str, offer: bool, path: str, protocol: str
+) -> None:
+    demo.connect(transport=transport, offer=offer)
+    demo.expect_state("open")
+    demo.echo(f"hello over {transport}")
+    assert demo.page.locator("#protocol").text_content() == protocol
+
+    # One ticket request, carrying the key from the headers callback.
+    assert len(demo.token_requests) == 1
+    assert demo.token_requests[0].all_headers()["authorization"] == f"Bearer {API_KEY}"
+    [token] = demo.tokens()
+    [ws] = demo.sockets
+    assert ws.url.split("?")[0].endswith(path)
+    if transport == "query":
+        assert demo.socket_tokens() == [token]
+    else:
+        assert token not in ws.url and demo.socket_tokens() == [None]
+    if transport == "query" and not offer:
+        demo.screenshot("demo-page.png")
+
+    # Closed for good: no new ticket, no new socket.
+    demo.page.click("#disconnect")
+    demo.expect_state("closed")
+    assert demo.page.locator("#error").is_hidden()
+    quiet_window(demo.page)
+    assert len(demo.token_requests) == 1 and len(demo.sockets) == 1
+
+
+def test_wrong_api_key_ends_in_error_state_without_retries(demo: DemoPage) -> None:
+    demo.connect("not-the-key")
+    demo.expect_state("closed")
+    error = demo.page.locator("#error")
+    assert error.get_attribute("data-kind") == "auth"
+    assert "401" in (error.text_content() or "")
+    demo.screenshot("demo-page-auth-error.png")
+    quiet_window(demo.page)
+    assert len(demo.token_requests) == 1
+    assert [r.status for r in demo.token_responses] == [401]
+    assert demo.sockets == []
+
+
+@pytest.mark.slow
+def test_reconnects_by_itself_after_a_server_restart(
+    browser: Browser, demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    with demo_process(tmp_path, demo_env, port=port):
+        demo = DemoPage.open(browser, f"http://127.0.0.1:{port}")
+        demo.connect()
+        demo.expect_state("open")
+        demo.echo("before the restart")
+    try:
+        demo.expect_state("reconnecting")
+        # Same port, same secret: a new process with an empty replay set.
+        with demo_process(tmp_path, demo_env, port=port):
+            demo.expect_state("open", timeout=60)
+            demo.echo("after the restart")
+        tokens = demo.tokens()
+        socket_tokens = demo.socket_tokens()
+        assert len(tokens) >= 2 and len(set(tokens)) == len(tokens), "a ticket was reused"
+        assert len(socket_tokens) >= 2 and len(set(socket_tokens)) == len(socket_tokens)
+        assert set(socket_tokens) <= set(tokens)
+        assert socket_tokens[-1] == tokens[-1]
+        # While the server was down, ticket requests failed and were retried.
+        assert demo.token_failures
+    finally:
+        demo.close()
+
+
+@pytest.mark.slow
+def test_revoked_credentials_stop_reconnects(
+    browser: Browser, demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    with demo_process(tmp_path, demo_env, port=port):
+        demo = DemoPage.open(browser, f"http://127.0.0.1:{port}")
+        demo.connect()
+        demo.expect_state("open")
+    try:
+        # The server comes back with another API key: the handshake would fail
+        # (1006) like a network error, but the ticket endpoint says 401.
+        with demo_process(tmp_path, {**demo_env, "WSAUTH_DEMO_API_KEY": "rotated-key"}, port=port):
+            demo.expect_state("closed", timeout=60)
+            assert demo.page.locator("#error").get_attribute("data-kind") == "auth"
+            requests = len(demo.token_requests)
+            quiet_window(demo.page)
+            assert len(demo.token_requests) == requests
+        assert [r.status for r in demo.token_responses] == [200, 401]
+        assert len(demo.sockets) == 1
+    finally:
+        demo.close()
+
+
+CLIENT_RUN = """
+async ([options]) => {
+  const { connect } = await import("/static/wsauth.js");
+  window.events = [];
+  window.conn = connect({
+    ...options,
+    headers: () => ({ Authorization: "Bearer " + options.apiKey }),
+    onStateChange: (state, info) =>
+      window.events.push([state, info.error ? info.error.kind : null, info.attempt ?? null]),
+  });
+}
+"""
+
+
+def test_refused_handshakes_retry_with_fresh_tickets_then_give_up(demo: DemoPage) -> None:
+    # The ticket endpoint is fine, the socket path is not (404 before the
+    # upgrade): every retry fetches a new ticket, and the retries are capped.
+    options = {
+        "tokenUrl": "/authenticate/token",
+        "url": "/no-such-socket",
+        "apiKey": API_KEY,
+        "reconnect": {"initialDelay": 50, "maxDelay": 200, "maxRetries": 3},
+    }
+    demo.page.evaluate(CLIENT_RUN, [options])
+    demo.page.wait_for_function("() => window.conn.state === 'closed'", timeout=30_000)
+    error = demo.page.evaluate("({kind: conn.error.kind, message: conn.error.message})")
+    assert error["kind"] == "network" and "gave up after 4" in error["message"]
+    events = demo.page.evaluate("window.events")
+    assert [e[0] for e in events] == ["connecting", *["reconnecting"] * 3, "closed"]
+    assert [e[2] for e in events[1:4]] == [1, 2, 3]
+    tokens = demo.tokens()
+    assert len(tokens) == 4 == len(set(tokens)) == len(demo.sockets)
+    assert demo.socket_tokens() == tokens
+    quiet_window(demo.page)
+    assert len(demo.token_requests) == 4
+
+
+def test_gives_up_when_the_server_stays_down(
+    browser: Browser, demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    with demo_process(tmp_path, demo_env) as port:
+        demo = DemoPage.open(browser, f"http://127.0.0.1:{port}")
+        demo.page.evaluate("import('/static/wsauth.js')")
+    try:
+        options = {
+            "tokenUrl": "/authenticate/token",
+            "url": "/ws",
+            "apiKey": API_KEY,
+            "reconnect": {"initialDelay": 50, "maxDelay": 200, "maxRetries": 2},
+        }
+        demo.page.evaluate(CLIENT_RUN, [options])
+        demo.page.wait_for_function("() => window.conn.state === 'closed'", timeout=30_000)
+        assert demo.page.evaluate("conn.error.kind") == "network"
+        assert len(demo.token_requests) == 3 == len(demo.token_failures)
+        assert demo.sockets == []
+    finally:
+        demo.close()
+
+
+ATTACKER_PAGE = "<!doctype html><title>another origin</title><p>evil.example</p>"
+
+OPEN_SOCKET = """
+async ([url]) => new Promise((resolve) => {
+  const ws = new WebSocket(url);
+  let opened = false;
+  ws.onopen = () => { opened = true; ws.close(); };
+  ws.onclose = (event) => resolve({ opened, code: event.code });
+})
+"""
+
+
+def test_page_on_another_origin_cannot_open_a_socket(
+    browser: Browser, monkeypatch: pytest.MonkeyPatch, app_name: str
+) -> None:
+    from sanic_wsauth.demo import create_app
+
+    monkeypatch.setenv("WSAUTH_DEMO_API_KEY", API_KEY)
+    monkeypatch.setenv("WSAUTH_SECRET", new_secret())
+    attacker: Sanic[Any, Any] = Sanic(app_name)
+
+    @attacker.get("/")
+    async def page(request: Any) -> Any:
+        return html(ATTACKER_PAGE)
+
+    with ServerThread(create_app()) as target, ServerThread(attacker) as other:
+        counters = target.app.ctx.wsauth.counters
+        context = browser.new_context()
+        try:
+            foreign = context.new_page()
+            foreign.goto(other.http + "/")
+            # Even holding a valid ticket, the foreign page gets no socket.
+            status, body, _ = post_token(target.http, api_key=API_KEY)
+            assert status == 200
+            result = foreign.evaluate(OPEN_SOCKET, [f"{target.ws}/ws?token={body['token']}"])
+            assert result == {"opened": False, "code": 1006}
+            assert counters["origin_forbidden"] == 1 and counters["accepted"] == 0
+
+            # The same ticket kind from the server's own origin opens.
+            own = context.new_page()
+            own.goto(target.http + "/")
+            _, body, _ = post_token(target.http, api_key=API_KEY)
+            result = own.evaluate(OPEN_SOCKET, [f"{target.ws}/ws?token={body['token']}"])
+            assert result == {"opened": True, "code": 1005}
+            assert counters["accepted"] == 1 and counters["origin_forbidden"] == 1
+        finally:
+            context.close()
+
+
+def test_ticket_never_appears_in_page_url_history_or_storage(demo: DemoPage) -> None:
+    page = demo.page
+    url_before = page.url
+    history_before = page.evaluate("history.length")
+    demo.connect()  # the query transport: the ticket is in the socket's URL only
+    demo.expect_state("open")
+    demo.echo("where is my ticket")
+    page.click("#disconnect")
+    demo.expect_state("closed")
+    demo.connect(transport="subprotocol")
+    demo.expect_state("open")
+    tokens = demo.tokens()
+    assert len(tokens) == 2
+    assert demo.socket_tokens()[0] == tokens[0]  # it did travel, in the socket URL
+
+    seen = page.evaluate(
+        """() => ({
+          href: location.href,
+          documentUrl: document.URL,
+          history: history.length,
+          historyState: JSON.stringify(history.state),
+          referrer: document.referrer,
+          html: document.documentElement.outerHTML,
+          text: document.body.innerText,
+          resources: performance.getEntries().map((entry) => entry.name),
+          storage: JSON.stringify([{ ...localStorage }, { ...sessionStorage }]),
+          cookie: document.cookie,
+          title: document.title,
+          name: window.name,
+        })"""
+    )
+    assert seen["href"] == seen["documentUrl"] == page.url == url_before
+    assert seen["history"] == history_before
+    for token in tokens:
+        for key, value in seen.items():
+            assert token not in json.dumps(value), f"ticket found in {key}"
+        assert token not in page.url
+
+
+@pytest.mark.slow
+def test_connection_age_close_reconnects_at_once_with_a_new_ticket(
+    browser: Browser, tmp_path: Path
+) -> None:
+    env = {
+        "WSAUTH_DEMO_API_KEY": API_KEY,
+        "WSAUTH_SECRET": new_secret(),
+        "SANIC_WSAUTH_MAX_CONNECTION_AGE": "2",
+    }
+    with demo_process(tmp_path, env) as port:
+        demo = DemoPage.open(browser, f"http://127.0.0.1:{port}")
+        try:
+            demo.connect()
+            demo.expect_state("open")
+            assert demo.token_responses[0].json()["max_connection_age"] == 2
+            wait_until(demo.page, lambda: len(demo.sockets) >= 2, what="a second socket")
+            demo.expect_state("open")
+            demo.echo("after the age cap")
+            log = demo.log()
+            assert "closed 4001 connection_age" in log
+            # The normal age close costs no backoff and is no failure.
+            assert any(e.startswith("reconnecting in 0.0 s (attempt 0)") for e in log)
+            tokens = demo.tokens()
+            socket_tokens = demo.socket_tokens()
+            assert len(set(tokens)) == len(tokens) >= 2
+            assert socket_tokens == tokens[: len(socket_tokens)]
+        finally:
+            demo.close()
+
+
+@pytest.mark.slow
+def test_in_band_refresh_keeps_one_socket_past_the_cap(browser: Browser, tmp_path: Path) -> None:
+    age = 4
+    env = {
+        "WSAUTH_DEMO_API_KEY": API_KEY,
+        "WSAUTH_SECRET": new_secret(),
+        "SANIC_WSAUTH_MAX_CONNECTION_AGE": str(age),
+        "SANIC_WSAUTH_REFRESH": "true",
+    }
+    with demo_process(tmp_path, env) as port:
+        demo = DemoPage.open(browser, f"http://127.0.0.1:{port}")
+        try:
+            demo.connect(transport="subprotocol")
+            demo.expect_state("open")
+            first = demo.token_responses[0].json()
+            assert (first["max_connection_age"], first["refresh"]) == (age, True)
+
+            def refreshed() -> int:
+                return sum(e.startswith("refreshed in-band") for e in demo.log())
+
+            # Two refreshes: the socket lives past two caps (liveness bound only).
+            wait_until(demo.page, lambda: refreshed() >= 2, timeout=8 * age, what="two refreshes")
+            demo.echo("still the first socket")
+            assert len(demo.sockets) == 1
+            assert not any(e.startswith("closed") for e in demo.log())
+
+            tokens = demo.tokens()
+            refresh_frames = [
+                json.loads(f) for f in demo.frames_sent if isinstance(f, str) and "wsauth" in f
+            ]
+            assert len(refresh_frames) >= 2
+            for frame in refresh_frames:
+                assert list(frame) == ["type", "token"] and frame["type"] == "wsauth.refresh"
+            # Each refresh carries a new ticket from the endpoint, never the first.
+            assert [f["token"] for f in refresh_frames] == tokens[1 : len(refresh_frames) + 1]
+            answers = [f for f in demo.frames_received if "wsauth.refreshed" in str(f)]
+            assert len(answers) >= 2
+            assert json.loads(answers[0]) == {"type": "wsauth.refreshed", "expires_in": age}
+            # The server's answers are not passed to the app's onMessage.
+            assert not any(
+                "wsauth" in e for e in demo.page.locator("#log li.in").all_text_contents()
+            )
+        finally:
+            demo.close()
