@@ -15,9 +15,10 @@ Protocol (shared with the browser client, ``static/wsauth.js``):
   error's reason (``"replayed"``, ``"subject_mismatch"``, ``"expired"``, ...).
 
 Refresh frames are taken at the frame level, before Sanic's message
-assembler, so they are handled even while the handler is busy or never
-reads, and the cap closes the socket even while the handler waits in
-``recv()`` (the close handshake cancels that ``recv()``).
+assembler, in arrival order: the handler never sees them, and a refresh is
+handled whether or not the handler is reading (unless an earlier message
+still waits for it). The cap closes the socket even while the handler waits
+in ``recv()`` (the close handshake cancels that ``recv()``) or never reads.
 """
 
 from __future__ import annotations
