@@ -1,0 +1,311 @@
+"""Targets, and the results written as Markdown, JSON and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from .e2e import CONFIGS, E2EResult
+from .micro import DESCRIPTIONS, MicroResult
+from .timing import median_ratio
+
+__all__ = ["evaluate_targets", "machine_info", "write_chart", "write_json", "write_markdown"]
+
+#: Flat means: from steady state to the end, RSS grows by at most this much.
+FLAT_SLACK_BYTES = 1 << 20
+FLAT_SLACK_FRACTION = 0.02
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info(redis_version: str | None) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import ssl
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "openssl": ssl.OPENSSL_VERSION,
+        "redis_server": redis_version or "unavailable",
+        "packages": {
+            name: _version(name)
+            for name in ("sanic", "websockets", "itsdangerous", "redis", "PyJWT", "uvloop")
+        },
+    }
+
+
+def _target(name: str, measured: float, op: str, bound: float, detail: str) -> dict[str, Any]:
+    met = measured >= bound if op == ">=" else measured <= bound
+    return {
+        "target": name,
+        "measured": measured,
+        "goal": f"{op} {bound:g}",
+        "met": bool(met),
+        "detail": detail,
+    }
+
+
+def evaluate_targets(
+    micro: MicroResult | None,
+    e2e: Mapping[int, E2EResult] | None,
+    memory: Mapping[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """Every target of the issue that this run measured, met or not."""
+    targets: list[dict[str, Any]] = []
+    if micro is not None:
+        cases = micro.to_json()["cases"]
+
+        def us(name: str) -> str:
+            return f"{cases[name]['median_us']:.2f} us"
+
+        r = micro.ratios
+        targets.append(
+            _target(
+                "verify vs stock itsdangerous loads (x faster)",
+                r["stock.loads / ours.verify"],
+                ">=",
+                2.0,
+                f"ours {us('ours.verify')}, stock {us('stock.loads')}",
+            )
+        )
+        targets.append(
+            _target(
+                "verify vs the floor (x slower)",
+                r["ours.verify / floor"],
+                "<=",
+                2.5,
+                f"ours {us('ours.verify')}, floor {us('floor')}",
+            )
+        )
+        targets.append(
+            _target(
+                "issue vs stock itsdangerous dumps (x faster)",
+                r["stock.dumps / ours.issue"],
+                ">=",
+                2.0,
+                f"ours {us('ours.issue')}, stock {us('stock.dumps')}",
+            )
+        )
+    for workers, result in sorted((e2e or {}).items()):
+        tp = result.throughput
+        for name, base, bound, what in (
+            ("memory", "public", 0.95, "authenticated handshakes, memory store, vs no auth"),
+            ("redis", "public", 0.90, "authenticated handshakes, Redis store, vs no auth"),
+            ("issue+redis", "issue+seed", 1.0, "issue-then-connect, ours Redis vs seed Redis"),
+        ):
+            if name in tp and base in tp:
+                targets.append(
+                    _target(
+                        f"{what} ({workers} worker{'s' if workers > 1 else ''})",
+                        median_ratio(tp, name, base),
+                        ">=",
+                        bound,
+                        f"{result.summary(name)['cycles_per_s']:.0f} vs "
+                        f"{result.summary(base)['cycles_per_s']:.0f} cycles/s (medians)",
+                    )
+                )
+    if memory is not None:
+        per_entry = memory["per_entry"]
+        targets.append(
+            _target(
+                "memory replay set, bytes per live entry (worst measured size)",
+                per_entry["bytes_per_entry"],
+                "<=",
+                200,
+                f"at {per_entry['entries']:,} entries, incl. the "
+                f"{per_entry['jti_string_bytes']}-byte jti string (tracemalloc)",
+            )
+        )
+        churn = memory["churn"]
+        slack = max(FLAT_SLACK_BYTES, FLAT_SLACK_FRACTION * churn["steady_rss"])
+        targets.append(
+            {
+                "target": f"memory replay set RSS flat after {churn['tickets']:,} tickets",
+                "measured": churn["rss_growth_after_steady"],
+                "goal": f"growth <= {slack / 2**20:.1f} MiB after steady state",
+                "met": churn["rss_growth_after_steady"] <= slack,
+                "detail": (
+                    f"RSS {churn['steady_rss'] / 2**20:.1f} MiB at steady state, "
+                    f"{churn['final_rss'] / 2**20:.1f} MiB at the end; live entries "
+                    f"<= {churn['max_live']:,}"
+                ),
+            }
+        )
+    return targets
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if value == value else "n/a"
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_markdown(
+    path: Path,
+    *,
+    machine: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    micro: MicroResult | None,
+    e2e: Mapping[int, E2EResult] | None,
+    memory: Mapping[str, Any] | None,
+    targets: list[dict[str, Any]],
+    notes: list[str],
+    command: str,
+) -> None:
+    lines = ["# sanic-wsauth benchmark results", ""]
+    lines += [
+        f"Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
+        f"{machine['implementation']} {machine['python']}, {machine['openssl']}, "
+        f"Redis {machine['redis_server']}; {machine['platform']}.",
+        "",
+        f"Command: `{command}`. Settings: "
+        + ", ".join(f"{k}={v}" for k, v in settings.items())
+        + ".",
+        "",
+    ]
+    if targets:
+        lines += [
+            "## Targets",
+            "",
+            "| target | goal | measured | met | detail |",
+            "|---|---|---|---|---|",
+        ]
+        for t in targets:
+            measured = t["measured"]
+            shown = f"{measured / 2**20:.2f} MiB" if "RSS" in t["target"] else _fmt(measured)
+            lines.append(
+                f"| {t['target']} | {t['goal']} | {shown} | "
+                f"{'met' if t['met'] else '**not met**'} | {t['detail']} |"
+            )
+        lines.append("")
+    if micro is not None:
+        data = micro.to_json()
+        base = data["cases"]["ours.verify"]["median_us"]
+        lines += [
+            "## Micro: per operation",
+            "",
+            f"Median of {len(next(iter(micro.per_op.values())))} interleaved rounds; "
+            '"x ours.verify" is relative to our verify.',
+            "",
+            "| case | what | median (us) | min (us) | x ours.verify |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for name, case in data["cases"].items():
+            lines.append(
+                f"| `{name}` | {DESCRIPTIONS.get(name, name)} | {_fmt(case['median_us'])} | "
+                f"{_fmt(case['min_us'])} | {_fmt(case['median_us'] / base)} |"
+            )
+        lines += ["", "| ratio (median of per-round ratios) | value |", "|---|---:|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in data["ratios"].items()]
+        lines.append("")
+    if e2e:
+        lines += [
+            "## End to end: connect / send / receive / close",
+            "",
+            "Cycles per second (median over rounds) and latency of a whole cycle "
+            "(p50/p99 over every cycle). Handshake rows use tickets issued before the "
+            "timed window; issue-then-connect rows POST for a ticket in every cycle. "
+            '"ratio" is the median of per-round ratios to the row\'s baseline '
+            "(no auth for handshakes, the seed for issue-then-connect).",
+            "",
+            "| workers | configuration | cycles/s | p50 (ms) | p99 (ms) | ratio | errors |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for workers, result in sorted(e2e.items()):
+            for config in CONFIGS:
+                if config.name not in result.throughput:
+                    continue
+                s = result.summary(config.name)
+                base = "public" if config.mode == "handshake" else "issue+seed"
+                ratio = median_ratio(result.throughput, config.name, base)
+                lines.append(
+                    f"| {workers} | {config.label} | {s['cycles_per_s']:.0f} | "
+                    f"{_fmt(s['p50_ms'])} | {_fmt(s['p99_ms'])} | {_fmt(ratio)} | "
+                    f"{s['errors']} |"
+                )
+        lines.append("")
+    if memory is not None:
+        per_entry, churn = memory["per_entry"], memory["churn"]
+        lines += [
+            "## Memory: the in-memory replay set",
+            "",
+            "| live entries | bytes per entry (tracemalloc) | of which the jti string |",
+            "|---:|---:|---:|",
+        ]
+        for size in per_entry["sizes"]:
+            lines.append(
+                f"| {size['entries']:,} | {_fmt(size['bytes_per_entry'], 1)} | "
+                f"{size['jti_string_bytes']} |"
+            )
+        lines += [
+            "",
+            f"Churn: {churn['tickets']:,} tickets at {churn['rate_per_s']:,} per simulated "
+            f"second (injected clock, {churn['lifetime_s']} s lifetime), in a fresh process.",
+            "",
+            "| tickets so far | live entries | RSS (MiB) |",
+            "|---:|---:|---:|",
+        ]
+        samples = churn["samples"]
+        shown = samples[:: max(1, len(samples) // 10)]
+        if shown[-1] is not samples[-1]:
+            shown.append(samples[-1])
+        for s in shown:
+            lines.append(f"| {s['tickets']:,} | {s['live']:,} | {s['rss'] / 2**20:.1f} |")
+        lines.append("")
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    path.write_text("\n".join(lines))
+
+
+def write_chart(path: Path, e2e: Mapping[int, E2EResult]) -> bool:
+    """Plot end-to-end throughput; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = [c for c in CONFIGS if any(c.name in r.throughput for r in e2e.values())]
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    width = 0.8 / max(1, len(e2e))
+    for index, (workers, result) in enumerate(sorted(e2e.items())):
+        values = [result.summary(c.name)["cycles_per_s"] for c in names]
+        positions = [i + index * width for i in range(len(names))]
+        ax.bar(positions, values, width, label=f"{workers} worker{'s' if workers > 1 else ''}")
+    ax.set_xticks([i + width * (len(e2e) - 1) / 2 for i in range(len(names))])
+    ax.set_xticklabels([c.label for c in names], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("complete websocket cycles per second (median)")
+    ax.set_title("sanic-wsauth end to end: connect / send / receive / close")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
