@@ -3,7 +3,8 @@
 Each "host" is a separate ``python -m sanic_wsauth demo --workers 2`` process
 with the same secret and Redis URL. Every ticket is sent K times at once,
 spread over every worker of every host; Sanic's access log (one line per
-request, tagged with its worker) shows which worker answered.
+request, tagged with its worker) shows which worker answered. Key rotation
+across hosts runs four real servers in this process, sharing one Redis.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sanic import Request, Sanic
 
-from ._support import Handshake, handshake, new_secret, post_token, run_demo
+from sanic_wsauth import WSAuth
+
+from ._support import Handshake, Served, handshake, new_secret, post_token, run_demo, serve
 from .redis_support import RedisServer, count_keys, within
 
 API_KEY = "scaling-test-api-key"
@@ -233,3 +238,77 @@ async def test_memory_store_under_several_workers_warns_at_start_up(logs: Path) 
     text = log.read_text()
     assert "in-memory replay store is per worker" in text, text
     assert "WSAUTH_REDIS_URL" in text
+
+
+def _host(
+    name: str, secret: str, verify: list[str], redis_url: str, prefix: str
+) -> Sanic[Any, Any]:
+    app: Sanic[Any, Any] = Sanic(name)
+    app.config.WEBSOCKET_PING_INTERVAL = None
+    WSAuth(
+        app,
+        secret_keys=secret,
+        verify_secrets=verify,
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        redis_timeout=5,
+        authenticate=lambda request: "alice",
+    )
+
+    async def echo(request: Request, ws: Any) -> None:
+        async for msg in ws:
+            await ws.send(f"{request.ctx.ticket.subject}: {msg}")
+
+    app.add_websocket_route(echo, "/ws")
+    return app
+
+
+async def _mint(srv: Served) -> str:
+    status, body, _ = await asyncio.to_thread(post_token, srv.http)
+    assert status == 200, body
+    token: str = body["token"]
+    return token
+
+
+async def _use(srv: Served, token: str) -> tuple[int, str | None]:
+    got = await handshake(f"{srv.ws}/ws?token={token}", timeout=LIVENESS)
+    return got.status, (json.loads(got.body)["error"] if got.status != 101 else got.reply)
+
+
+@pytest.mark.redis
+async def test_key_rotation_across_hosts_keeps_tickets_working_and_single_use(
+    app_name: str, redis_url: str, key_prefix: str
+) -> None:
+    old, new = new_secret(), new_secret()
+    async with AsyncExitStack() as stack:
+        # Mid-rollout of step 2: one host switched, one not yet (both taught).
+        switched = await stack.enter_async_context(
+            serve(_host(f"{app_name}_switched", new, [old], redis_url, key_prefix))
+        )
+        pending = await stack.enter_async_context(
+            serve(_host(f"{app_name}_pending", old, [new], redis_url, key_prefix))
+        )
+        # A host that skipped step 1 (never taught the new key).
+        untaught = await stack.enter_async_context(
+            serve(_host(f"{app_name}_untaught", old, [], redis_url, key_prefix))
+        )
+        # Step 3 done: the old key retired.
+        retired = await stack.enter_async_context(
+            serve(_host(f"{app_name}_retired", new, [], redis_url, key_prefix))
+        )
+
+        signed_new, signed_old = await _mint(switched), await _mint(pending)
+        assert await _use(pending, signed_new) == (101, "alice: ping")
+        assert await _use(switched, signed_old) == (101, "alice: ping")
+        for srv in (switched, pending):
+            for token in (signed_new, signed_old):
+                assert await _use(srv, token) == (401, "replayed")
+
+        fresh_new, fresh_old = await _mint(switched), await _mint(pending)
+        assert await _use(untaught, fresh_new) == (401, "bad_signature")
+        assert await _use(retired, fresh_old) == (401, "bad_signature")
+        # A refused ticket used up no replay entry: it still works once elsewhere.
+        assert await _use(pending, fresh_new) == (101, "alice: ping")
+        assert await _use(switched, fresh_old) == (101, "alice: ping")
+        assert await _use(retired, fresh_new) == (401, "replayed")
+    assert len(count_keys(redis_url, key_prefix)) == 4

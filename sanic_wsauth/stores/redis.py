@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..exceptions import ConfigurationError, StoreUnavailable
 from .base import ReplayStore
@@ -70,13 +70,12 @@ async def _bounded(call: Awaitable[_T], timeout: float) -> _T:
 
 
 def _safe_url(url: str) -> str:
-    """``url`` without its password, for log lines."""
+    """``url`` for log lines: no password, no query (which may carry one)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    return f"{parts.scheme}://{netloc}{parts.path}"
 
 
 class RedisReplayStore(ReplayStore):
