@@ -5,7 +5,21 @@ from __future__ import annotations
 from .config import WSAuthConfig
 from .endpoint import Identity
 from .extension import WSAuth
+from .lifetime import AGE_CLOSE_CODE, AGE_CLOSE_REASON, REFRESH_CLOSE_CODE
 from .policy import audience, public
 from .redaction import TicketRedactor
+from .signals import TICKET_ACCEPTED, TICKET_REJECTED
 
-__all__ = ["Identity", "TicketRedactor", "WSAuth", "WSAuthConfig", "audience", "public"]
+__all__ = [
+    "AGE_CLOSE_CODE",
+    "AGE_CLOSE_REASON",
+    "REFRESH_CLOSE_CODE",
+    "TICKET_ACCEPTED",
+    "TICKET_REJECTED",
+    "Identity",
+    "TicketRedactor",
+    "WSAuth",
+    "WSAuthConfig",
+    "audience",
+    "public",
+]
