@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -287,3 +289,41 @@ def test_demo_with_env_caps_and_refreshes_across_workers() -> None:
                 return _close_of(await _closed(ws))
 
         assert asyncio.run(scenario()) == (4001, "connection_age")
+
+
+async def test_cap_cuts_off_a_client_that_ignores_the_close(secret: str, app_name: str) -> None:
+    """A peer that never answers the close frame is disconnected anyway."""
+    app, wsauth, _ = _app(app_name, secret, max_connection_age=1)
+
+    @app.signal("websocket.handler.before")
+    async def short_close_timeout(request: Request, websocket: Any) -> None:
+        websocket.close_timeout = 1  # Sanic's default is 10 s
+
+    async with serve(app) as srv:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /ws?token={wsauth.issue('alice')} HTTP/1.1\r\nHost: x\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        received = b""
+
+        async def until_eof() -> None:
+            nonlocal received
+            while chunk := await reader.read(4096):
+                received += chunk
+
+        try:
+            await asyncio.wait_for(until_eof(), LIVENESS)  # never answers, never closes
+        finally:
+            writer.close()
+    assert received.startswith(b"HTTP/1.1 101")
+    frame = received.split(b"\r\n\r\n", 1)[1]
+    # An unmasked close frame: FIN+opcode 8, length, code 4001, reason.
+    assert frame[0] == 0x88
+    assert frame[2:4] == (4001).to_bytes(2, "big")
+    assert frame[4 : 4 + frame[1] - 2] == b"connection_age"
