@@ -21,12 +21,8 @@ const OPTIONS = ["subject", "audience", "client-ip", "claims", "salt", "jti", "t
 /** base64url without "=" padding (RFC 4648 section 5). */
 const b64url = (bytes) => Buffer.from(bytes).toString("base64url");
 
-/** Compact JSON escaped as Python's json.dumps does, so tickets match the vectors. */
-const compactJson = (value) =>
-  JSON.stringify(value).replace(
-    /[\u007f-\uffff]/g,
-    (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"),
-  );
+/** Compact JSON with non-ASCII as raw UTF-8, as itsdangerous and sanic-wsauth write it. */
+const compactJson = (value) => JSON.stringify(value);
 
 /** An integer as big-endian bytes with the leading zero bytes stripped. */
 function timestampBytes(seconds) {

@@ -8,9 +8,13 @@ Format v1 (see ``docs/ticket-format.md``) is exactly what
 ``itsdangerous.URLSafeTimedSerializer(secret_keys, salt=SALT,
 signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"})``
 produces for a compact JSON payload ``{"jti", "sub", ["aud"], ["ip"],
-["ext"]}``. The hot path below keeps that format byte for byte but derives the
-signing keys once, at construction, instead of on every call as stock
-itsdangerous does; the interop tests prove both directions.
+["ext"]}``. The hot path below keeps that format (same JSON, same signing,
+same encodings) but derives the signing keys once, at construction, instead of
+on every call as stock itsdangerous does. One deliberate difference: stock
+zlib-compresses any payload that shrinks by 2 bytes or more, while our issuer
+applies that rule only above ``COMPRESS_MIN_BYTES`` (zlib's set-up costs more
+than the rest of an issue). Both forms verify everywhere; the interop tests and
+the test vectors prove both directions.
 """
 
 from __future__ import annotations
@@ -85,7 +89,8 @@ _SIG_CHARS = 43  # unpadded base64url of a SHA-256 digest
 _MAX_TS_CHARS = 11  # base64url of 8 bytes
 #: Payloads up to this size are never compressed (see docs/ticket-format.md).
 COMPRESS_MIN_BYTES = 256
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: Stock itsdangerous' _CompactJSON: compact separators, non-ASCII as raw UTF-8.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 #: The C scanner behind ``json.loads``, called directly on the common case.
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 #: base64url <-> standard alphabet (binascii speaks the standard one).

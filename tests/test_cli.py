@@ -397,7 +397,20 @@ async def test_issued_ticket_opens_a_websocket_once(secret: str, app_name: str) 
 
 
 def test_inspect_prints_hostile_payload_text_safely(secret: str) -> None:
-    token = TicketIssuer(secret).issue("\udcff\x1b[2J\u202e", claims={"name": "Zo\u00eb"})
+    # A lone surrogate cannot be UTF-8: another issuer can still send it JSON-escaped.
+    import hashlib
+
+    from itsdangerous import URLSafeTimedSerializer
+
+    escaping = URLSafeTimedSerializer(
+        [secret],
+        salt="sanic-wsauth",
+        serializer_kwargs={"ensure_ascii": True},
+        signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"},
+    )
+    token = escaping.dumps(
+        {"jti": "ab" * 16, "sub": "\udcff\x1b[2J\u202e", "ext": {"name": "Zo\u00eb"}}
+    )
     for encoding in ("utf-8", "ascii"):
         env = {"PYTHONIOENCODING": encoding}
         human = run_cli("inspect", token, env=env)
