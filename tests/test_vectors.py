@@ -5,7 +5,8 @@ step-by-step recipe of docs/ticket-format.md written with nothing but the
 standard library, our :class:`TicketIssuer`, and stock itsdangerous (its
 signer always; its serializer too, unless it compresses a small payload, in
 which case it produces the vector's ``stock_ticket``). :class:`TicketVerifier`
-and stock itsdangerous load every one of them. Invalid vectors fail with their documented reason code.
+and stock itsdangerous load every one of them. Invalid vectors fail with their
+documented reason code.
 """
 
 from __future__ import annotations
