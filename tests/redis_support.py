@@ -37,10 +37,13 @@ __all__ = [
     "within",
 ]
 
-SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: The shared test Redis; WSAUTH_TEST_REDIS_URL points the suite elsewhere.
+SHARED_REDIS_URL = os.environ.get("WSAUTH_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 REDIS_HINT = (
     "Redis is not running at 127.0.0.1:6379; start it with "
     "`redis-server --daemonize yes --port 6379` or run .ci/run"
+    if "WSAUTH_TEST_REDIS_URL" not in os.environ
+    else f"Redis is not running at {SHARED_REDIS_URL} (WSAUTH_TEST_REDIS_URL)"
 )
 SERVER_HINT = "redis-server is not on PATH; install Redis (apt-get install redis-server)"
 
