@@ -214,6 +214,28 @@ def test_refused_handshakes_retry_with_fresh_tickets_then_give_up(demo: DemoPage
     assert len(demo.token_requests) == 4
 
 
+def test_backoff_delay_is_full_jitter_under_a_capped_exponential(demo: DemoPage) -> None:
+    delays = demo.page.evaluate(
+        """async () => {
+          const { backoffDelay } = await import("/static/wsauth.js");
+          const top = () => 0.999999, bottom = () => 0;
+          const attempts = [1, 2, 3, 4, 5, 6, 7, 8, 20];
+          return {
+            top: attempts.map((n) => backoffDelay(n, {}, top)),
+            bottom: attempts.map((n) => backoffDelay(n, {}, bottom)),
+            custom: backoffDelay(3, { initialDelay: 100, factor: 3, maxDelay: 500 }, top),
+            random: Array.from({ length: 200 }, () => backoffDelay(3)),
+          };
+        }"""
+    )
+    ceilings = [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+    assert delays["top"] == [c - 1 for c in ceilings]
+    assert delays["bottom"] == [0] * len(ceilings)
+    assert delays["custom"] == 499
+    assert all(0 <= d < 2000 for d in delays["random"])
+    assert len(set(delays["random"])) > 50  # jittered, not a fixed schedule
+
+
 def test_gives_up_when_the_server_stays_down(
     browser: Browser, demo_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -350,6 +372,16 @@ def test_connection_age_close_reconnects_at_once_with_a_new_ticket(
             socket_tokens = demo.socket_tokens()
             assert len(set(tokens)) == len(tokens) >= 2
             assert socket_tokens == tokens[: len(socket_tokens)]
+
+            # reconnect: false is about failures; the age close still reconnects.
+            demo.page.click("#disconnect")
+            demo.expect_state("closed")
+            before = len(demo.sockets)
+            options = {"tokenUrl": "/authenticate/token", "url": "/ws", "apiKey": API_KEY}
+            demo.page.evaluate(CLIENT_RUN, [{**options, "reconnect": False}])
+            wait_until(demo.page, lambda: len(demo.sockets) >= before + 2, what="an age reconnect")
+            assert demo.page.evaluate("() => window.conn.state") in ("open", "reconnecting")
+            demo.page.evaluate("() => window.conn.close()")
         finally:
             demo.close()
 

@@ -86,7 +86,7 @@ export interface ConnectOptions {
   credentials?: RequestCredentials;
   /** Ask for a ticket bound to this audience (sent as a JSON body). */
   audience?: string;
-  /** Backoff settings, or false to never reconnect. */
+  /** Backoff settings, or false to never retry after a failure (a 4001 age close still reconnects). */
   reconnect?: ReconnectOptions | false;
   /** Refresh in-band when the ticket endpoint says `refresh: true`. Default true. */
   refresh?: boolean;

@@ -68,7 +68,8 @@ export const REFRESHED_TYPE = "wsauth.refreshed";
  *     ticket request, or a callback called before every request (e.g. an Authorization header).
  * @property {RequestCredentials} [credentials] fetch credentials mode for cookies ("same-origin").
  * @property {string} [audience] Ask for a ticket bound to this audience.
- * @property {ReconnectOptions | false} [reconnect] Backoff settings, or false to never reconnect.
+ * @property {ReconnectOptions | false} [reconnect] Backoff settings, or false to never retry
+ *     after a failure (the server's 4001 age close still reconnects).
  * @property {boolean} [refresh] Refresh in-band when the server allows it (true).
  * @property {number} [refreshAt] Fraction of the connection age at which to refresh (0.8).
  * @property {number} [ticketTimeout] Abort a ticket request after this many ms (10000).
@@ -565,8 +566,9 @@ export class WSAuthConnection {
       call(o.onClose, { ...info, willReconnect: false });
       return;
     }
-    if (opened && event.code === AGE_CLOSE_CODE && reconnect) {
-      // The server's normal age cap: reconnect at once, no backoff penalty.
+    if (opened && event.code === AGE_CLOSE_CODE) {
+      // The server's normal age cap: reconnect at once, no backoff penalty
+      // (even with reconnect: false, which is about recovering from failures).
       call(o.onClose, { ...info, willReconnect: true });
       this.#failures = 0;
       this.#schedule(0, null);
