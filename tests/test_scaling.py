@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, ExitStack
@@ -23,7 +26,16 @@ from sanic import Request, Sanic
 
 from sanic_wsauth import WSAuth
 
-from ._support import Handshake, Served, handshake, new_secret, post_token, run_demo, serve
+from ._support import (
+    Handshake,
+    Served,
+    free_port,
+    handshake,
+    new_secret,
+    post_token,
+    run_demo,
+    serve,
+)
 from .redis_support import RedisServer, count_keys, within
 
 API_KEY = "scaling-test-api-key"
@@ -227,6 +239,23 @@ async def test_redis_failure_mid_run_fails_closed_and_recovers_without_restart(
     lines = ws_lines(log)
     assert Counter(s for _, s in lines) == {101: 16, 503: 20}  # no 500, nothing else
     assert_clean_log(log, everything)
+
+
+@pytest.mark.slow
+def test_unusable_redis_url_stops_start_up_before_any_worker() -> None:
+    env = {
+        **os.environ,
+        "WSAUTH_SECRET": new_secret(),
+        "WSAUTH_DEMO_API_KEY": API_KEY,
+        "WSAUTH_REDIS_URL": "",
+    }
+    cmd = [sys.executable, "-m", "sanic_wsauth", "demo", "--workers", "2"]
+    cmd += ["--port", str(free_port()), "--redis", "localhost:6379"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "the Redis URL must start with redis://, rediss:// or unix://" in done.stderr
+    assert "Starting worker" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr + done.stdout
 
 
 @pytest.mark.slow

@@ -157,9 +157,9 @@ class WSAuth:
         # Runs once in the main process, before workers are spawned: a bad
         # secret stops start-up here with one clear message.
         config = self.configure()
-        shared = (
-            self._store_given.shared if self._store_given is not None else bool(config.redis_url)
-        )
+        # Build the store without connecting: a bad WSAUTH_REDIS_URL stops
+        # start-up here too, not in every worker.
+        shared = self._make_store(config).shared
         workers = getattr(app.state, "workers", 1) or 1
         if not shared and workers > 1:
             logger.warning(
