@@ -214,6 +214,72 @@ def test_refused_handshakes_retry_with_fresh_tickets_then_give_up(demo: DemoPage
     assert len(demo.token_requests) == 4
 
 
+def test_audience_is_requested_and_bound(demo: DemoPage) -> None:
+    from sanic_wsauth.tokens import decode_unverified
+
+    retries = {"initialDelay": 50, "maxDelay": 100, "maxRetries": 1}
+    base = {"tokenUrl": "/authenticate/token", "url": "/ws", "apiKey": API_KEY}
+    demo.page.evaluate(CLIENT_RUN, [{**base, "audience": "/ws", "reconnect": retries}])
+    demo.page.wait_for_function("() => window.conn.state === 'open'", timeout=30_000)
+    [request] = demo.token_requests
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.post_data or "") == {"audience": "/ws"}
+    [token] = demo.socket_tokens()
+    assert token is not None and decode_unverified(token)[0]["aud"] == "/ws"
+    demo.page.evaluate("() => window.conn.close()")
+
+    # A ticket for another audience is refused at the handshake (403 seen as
+    # 1006): the client retries with fresh tickets, capped, then gives up.
+    demo.page.evaluate(CLIENT_RUN, [{**base, "audience": "/elsewhere", "reconnect": retries}])
+    demo.page.wait_for_function("() => window.conn.state === 'closed'", timeout=30_000)
+    assert demo.page.evaluate("() => window.conn.error.kind") == "network"
+    assert demo.page.evaluate("() => window.events.some((e) => e[0] === 'open')") is False
+    assert len(demo.sockets) == 1 + 2
+    assert len(set(demo.tokens())) == 3
+
+
+def test_connect_validates_its_options(demo: DemoPage) -> None:
+    errors = demo.page.evaluate(
+        """async () => {
+          const { connect } = await import("/static/wsauth.js");
+          const ok = { tokenUrl: "/authenticate/token", url: "/ws", reconnect: false };
+          const attempt = (options) => {
+            try { connect(options).close(); return null; }
+            catch (error) { return `${error.name}: ${error.message}`; }
+          };
+          return {
+            none: attempt(undefined),
+            noTokenUrl: attempt({ ...ok, tokenUrl: "" }),
+            noUrl: attempt({ ...ok, url: undefined }),
+            badScheme: attempt({ ...ok, url: "ftp://127.0.0.1/ws" }),
+            badTransport: attempt({ ...ok, transport: "header" }),
+            subprotocolAlone: attempt({ ...ok, transport: "subprotocol" }),
+            ticketAsProtocol: attempt({ ...ok, protocols: ["wsauth.ticket.x"] }),
+            refreshAt: attempt({ ...ok, refreshAt: 1.5 }),
+            valid: attempt(ok),
+            sendBeforeOpen: (() => { const c = connect(ok); const sent = c.send("x");
+                                     c.close(); return [sent, c.state]; })(),
+          };
+        }"""
+    )
+    for key in (
+        "none",
+        "noTokenUrl",
+        "noUrl",
+        "badScheme",
+        "badTransport",
+        "subprotocolAlone",
+        "ticketAsProtocol",
+        "refreshAt",
+    ):
+        assert errors[key] is not None and errors[key].startswith("TypeError: wsauth:"), key
+    assert "protocols" in errors["subprotocolAlone"]
+    assert errors["valid"] is None
+    assert errors["sendBeforeOpen"] == [False, "closed"]
+    quiet_window(demo.page)
+    assert demo.token_requests == []  # closed before the first attempt started
+
+
 def test_backoff_delay_is_full_jitter_under_a_capped_exponential(demo: DemoPage) -> None:
     delays = demo.page.evaluate(
         """async () => {
