@@ -21,6 +21,7 @@ from ..exceptions import (
     WSAuthError,
 )
 from ..tokens import Ticket
+from . import asgi
 from .policy import RoutePolicy, policy_for
 from .responses import error_response
 from .transport import extract_ticket
@@ -64,6 +65,8 @@ class HandshakeGuard:
             ticket = await self.authenticate(request, policy)
         except WSAuthError as exc:
             await self._wsauth._observe_rejection(request, exc)
+            if request.app.asgi:
+                asgi.route_refusal(request)
             return error_response(exc)
         request.ctx.ticket = ticket
         await self._wsauth._observe_acceptance(request, ticket)

@@ -35,6 +35,7 @@ from websockets.protocol import State
 
 from ..exceptions import WSAuthError
 from ..tokens import Ticket
+from . import asgi
 from .policy import policy_for
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ __all__ = [
     "REFRESHED_TYPE",
     "REFRESH_CLOSE_CODE",
     "REFRESH_TYPE",
+    "AsgiLifetime",
     "ConnectionLifetime",
     "LifetimeManager",
     "parse_refresh",
@@ -124,6 +126,8 @@ class _RefreshFilter:
 class ConnectionLifetime:
     """The age cap and refresh handling of one authenticated socket.
 
+    This class serves Sanic's own server; :class:`AsgiLifetime` serves ASGI.
+
     Attributes:
         deadline: Event-loop time at which the socket is closed.
         subject: The connection's subject; a refresh must carry the same.
@@ -133,7 +137,7 @@ class ConnectionLifetime:
         self,
         wsauth: WSAuth,
         request: Request,
-        ws: WebsocketImplProtocol,
+        ws: Any,
         ticket: Ticket,
         *,
         max_age: float,
@@ -147,16 +151,28 @@ class ConnectionLifetime:
         self.subject = ticket.subject
         self.deadline = self._loop.time() + max_age
         if refresh:
-            # Sanic's process_events() hands every data frame to
-            # ``ws.assembler.put``; the assembler has __slots__, so a proxy
-            # stands in front of it.
-            ws.assembler = _RefreshFilter(ws.assembler, self)  # type: ignore[assignment]
+            self._intercept_refresh()
 
-    async def refresh(self, token: Any) -> None:
-        """Verify an in-band refresh ticket; extend the deadline or close 4003."""
-        ws = self._ws
-        if ws.ws_proto.state is not State.OPEN:
-            return
+    def _intercept_refresh(self) -> None:
+        # Sanic's process_events() hands every data frame to
+        # ``ws.assembler.put``; the assembler has __slots__, so a proxy
+        # stands in front of it.
+        self._ws.assembler = _RefreshFilter(self._ws.assembler, self)
+
+    def _is_open(self) -> bool:
+        return bool(self._ws.ws_proto.state is State.OPEN)
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason)
+
+    async def refresh(self, token: Any) -> bool:
+        """Verify an in-band refresh ticket; extend the deadline or close 4003.
+
+        Returns:
+            Whether the socket stays open.
+        """
+        if not self._is_open():
+            return False
         wsauth = self._wsauth
         request = self._request
         policy = policy_for(request.route)  # type: ignore[arg-type]
@@ -164,12 +180,15 @@ class ConnectionLifetime:
             ticket = await wsauth._guard.verify(request, token, policy, subject=self.subject)
         except WSAuthError as exc:
             await wsauth._observe_rejection(request, exc)
-            await ws.close(REFRESH_CLOSE_CODE, exc.reason)
-            return
+            await self._close(REFRESH_CLOSE_CODE, exc.reason)
+            return False
         self.deadline = self._loop.time() + self.max_age
         request.ctx.ticket = ticket
         wsauth.counters["refreshed"] += 1
-        await ws.send(json.dumps({"type": REFRESHED_TYPE, "expires_in": _expires_in(self.max_age)}))
+        await self._ws.send(
+            json.dumps({"type": REFRESHED_TYPE, "expires_in": _expires_in(self.max_age)})
+        )
+        return True
 
     async def watch(self) -> None:
         """Close the socket at the deadline; return early once it is gone."""
@@ -180,13 +199,88 @@ class ConnectionLifetime:
                 break
             if await ws.wait_for_connection_lost(timeout=remaining):
                 return
-        if ws.ws_proto.state is not State.OPEN:
+        if not self._is_open():
             return
         self._wsauth.counters[AGE_CLOSE_REASON] += 1
         await ws.close(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
         # A client that never answers the close frame is cut off.
         if not await ws.wait_for_connection_lost(timeout=ws.close_timeout):
             ws.fail_connection(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
+
+
+class AsgiLifetime(ConnectionLifetime):
+    """The same protocol for Sanic behind an ASGI server.
+
+    ASGI hands over whole messages, so refresh messages are taken out in
+    ``recv()``: a refresh is handled when the handler next reads.
+    """
+
+    def __init__(
+        self,
+        wsauth: WSAuth,
+        request: Request,
+        ws: Any,
+        ticket: Ticket,
+        *,
+        max_age: float,
+        refresh: bool,
+    ) -> None:
+        self._closed = False
+        self._gone = asyncio.Event()
+        super().__init__(wsauth, request, ws, ticket, max_age=max_age, refresh=refresh)
+        # Always wrapped: recv() is also where the end of the socket shows.
+        self._wrap_recv(refresh)
+
+    def _intercept_refresh(self) -> None:
+        pass  # done by _wrap_recv
+
+    def _wrap_recv(self, refresh: bool) -> None:
+        # Shadow the connection's recv/receive on this socket only.
+        ws = self._ws
+        original = ws.recv
+
+        async def recv(*args: Any, **kwargs: Any) -> Any:
+            while True:
+                message = await original(*args, **kwargs)
+                if message is None:  # websocket.disconnect
+                    self._closed = True
+                    self._gone.set()
+                    return None
+                if refresh and isinstance(message, str):
+                    token = parse_refresh(message)
+                    if token is not NOT_REFRESH:
+                        if await self.refresh(token):
+                            continue
+                        return None
+                return message
+
+        ws.recv = ws.receive = recv
+
+    def _is_open(self) -> bool:
+        return not self._closed
+
+    async def _close(self, code: int, reason: str) -> None:
+        self._closed = True
+        self._gone.set()
+        try:
+            await asgi.close(self._request, code, reason)
+        except Exception:  # noqa: BLE001 - the client is already gone
+            logger.debug("sanic-wsauth: ASGI socket already closed")
+
+    async def watch(self) -> None:
+        """Close the socket at the deadline; return early once it is gone."""
+        while True:
+            remaining = self.deadline - self._loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._gone.wait(), remaining)
+                return
+            except asyncio.TimeoutError:
+                continue
+        if self._is_open():
+            self._wsauth.counters[AGE_CLOSE_REASON] += 1
+            await self._close(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
 
 
 class LifetimeManager:
@@ -206,30 +300,19 @@ class LifetimeManager:
         ticket = getattr(request.ctx, "ticket", None)
         if config.max_connection_age <= 0 or not isinstance(ticket, Ticket):
             return  # off, or a public route
-        if not isinstance(websocket, WebsocketImplProtocol):
-            task = asyncio.create_task(self._close_later(websocket, config.max_connection_age))
-        else:
-            lifetime = ConnectionLifetime(
-                self._wsauth,
-                request,
-                websocket,
-                ticket,
-                max_age=config.max_connection_age,
-                refresh=config.refresh,
-            )
-            request.ctx.wsauth_lifetime = lifetime
-            task = asyncio.create_task(lifetime.watch())
+        kind = ConnectionLifetime if isinstance(websocket, WebsocketImplProtocol) else AsgiLifetime
+        lifetime = kind(
+            self._wsauth,
+            request,
+            websocket,
+            ticket,
+            max_age=config.max_connection_age,
+            refresh=config.refresh,
+        )
+        request.ctx.wsauth_lifetime = lifetime
+        task = asyncio.create_task(lifetime.watch())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _close_later(websocket: Any, max_age: float) -> None:
-        # ASGI sockets: no frame access, so the cap only (no in-band refresh).
-        await asyncio.sleep(max_age)
-        try:
-            await websocket.close(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
-        except Exception:  # noqa: BLE001 - already gone
-            logger.debug("sanic-wsauth: socket already closed at its age cap")
 
     async def stop(self) -> None:
         """Cancel every watch (server stop)."""

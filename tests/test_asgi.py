@@ -1,0 +1,144 @@
+"""Sanic behind a real ASGI server (uvicorn): clear refusals, age cap, refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
+
+import pytest
+import uvicorn
+from sanic import Request, Sanic
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from sanic_wsauth import WSAuth
+
+from ._support import handshake
+
+LIVENESS = 15.0
+
+
+def _app(name: str, secret: str, **options: Any) -> tuple[Sanic[Any, Any], WSAuth]:
+    app: Sanic[Any, Any] = Sanic(name)
+    wsauth = WSAuth(app, secret_keys=secret, **options)
+
+    @app.websocket("/ws")
+    async def echo(request: Request, ws: Any) -> None:
+        # Sanic's ASGI connection has no ``async for``; recv() gives None
+        # once the socket is gone.
+        while (message := await ws.recv()) is not None:
+            await ws.send(f"{request.ctx.ticket.subject}: {message}")
+
+    return app, wsauth
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_server(app: Sanic[Any, Any]) -> AsyncIterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, ws="websockets-sansio", log_level="critical", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(int(LIVENESS / 0.02)):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+        assert server.started, "uvicorn did not start"
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, LIVENESS)
+        sock.close()
+
+
+async def test_refusals_are_clear_4xx(secret: str, app_name: str) -> None:
+    app, wsauth = _app(app_name, secret)
+    async with uvicorn_server(app) as host:
+        ok = await handshake(f"ws://{host}/ws?token={wsauth.issue('alice')}")
+        assert ok.status == 101 and ok.reply == "alice: ping"
+        for url, origin, status, reason in (
+            (f"ws://{host}/ws?token=junk", None, 401, "malformed"),
+            (f"ws://{host}/ws", None, 401, "missing"),
+            (f"ws://{host}/ws?token={wsauth.issue('a')}", "https://evil.example", 403, None),
+        ):
+            refused = await handshake(url, origin=origin)
+            assert refused.status == status
+            expected = reason or "origin_forbidden"
+            assert json.loads(refused.body) == {"error": expected}
+    assert wsauth.counters == {"accepted": 1, "malformed": 1, "missing": 1, "origin_forbidden": 1}
+
+
+async def test_refusal_without_the_response_extension(secret: str, app_name: str) -> None:
+    """An ASGI server without ``websocket.http.response`` gets a close (it sends 403)."""
+    app, wsauth = _app(app_name, secret)
+    # Play the ASGI server: lifespan start-up, one websocket scope, shutdown.
+    lifespan_in: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    lifespan_out: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+    await lifespan_in.put({"type": "lifespan.startup"})
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, lifespan_in.get, lifespan_out.put)
+    )
+    started = await asyncio.wait_for(lifespan_out.get(), LIVENESS)
+    assert started["type"] == "lifespan.startup.complete", started
+
+    sent: list[MutableMapping[str, Any]] = []
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "websocket.connect"})
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"token=junk",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+        "subprotocols": [],
+        "extensions": {},
+    }
+    await asyncio.wait_for(app(scope, inbox.get, send), LIVENESS)
+    await lifespan_in.put({"type": "lifespan.shutdown"})
+    await asyncio.wait_for(lifespan, LIVENESS)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert wsauth.counters == {"malformed": 1}
+
+
+async def test_age_cap_and_refresh(secret: str, app_name: str) -> None:
+    app, wsauth = _app(app_name, secret, max_connection_age=1.5, refresh=True)
+    async with uvicorn_server(app) as host:
+        async with connect(f"ws://{host}/ws?token={wsauth.issue('alice')}") as ws:
+            await asyncio.sleep(1.0)
+            await ws.send(json.dumps({"type": "wsauth.refresh", "token": wsauth.issue("alice")}))
+            assert json.loads(await ws.recv()) == {"type": "wsauth.refreshed", "expires_in": 1.5}
+            await asyncio.sleep(1.0)  # past the first cap
+            await ws.send("still here")
+            assert await ws.recv() == "alice: still here"
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), LIVENESS)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "connection_age")
+
+        async with connect(f"ws://{host}/ws?token={wsauth.issue('alice')}") as ws:
+            await ws.send(json.dumps({"type": "wsauth.refresh", "token": wsauth.issue("eve")}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), LIVENESS)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4003, "subject_mismatch")
+    assert wsauth.counters["refreshed"] == 1
+    assert wsauth.counters["connection_age"] == 1
+    assert wsauth.counters["subject_mismatch"] == 1
