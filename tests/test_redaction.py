@@ -107,6 +107,28 @@ def test_ordinary_lines_are_untouched(line: str) -> None:
     assert TicketRedactor().redact(line) == line
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET ws://h/ws?x=" + "A" * 200_000 + " 101",
+        "A" * 200_000,
+        "A." * 100_000,
+        "?a=" * 70_000,
+        "wsauth.ticket." * 15_000,
+        "eyJ" * 70_000,
+        "." * 200_000,
+    ],
+)
+def test_long_lines_are_scanned_in_linear_time(line: str) -> None:
+    """A crafted 200 KB line is redacted at once (a backtracking pattern would hang).
+
+    The bound is liveness only: quadratic scanning of these lines takes minutes.
+    """
+    started = time.monotonic()
+    TicketRedactor().redact(line)
+    assert time.monotonic() - started < 10
+
+
 def test_filter_rewrites_message_args_extras_and_tracebacks(ticket: str) -> None:
     redactor = TicketRedactor()
     try:
