@@ -152,9 +152,12 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0)
     raise TimeoutError(f"benchmark server on port {port} not ready in {timeout}s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: subprocess.Popen[bytes], *, signalled: bool = False) -> None:
+    # One SIGTERM only: Sanic's manager treats a second one as "shutdown
+    # interrupted" and SIGKILLs its workers' whole process group.
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        if not signalled:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -193,6 +196,8 @@ def servers(
                 ],
                 cwd=ROOT,
                 env={**os.environ, **env, VARIANT_ENV: variant},
+                # Its own process group: Sanic may SIGKILL its workers' group.
+                start_new_session=True,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -209,7 +214,7 @@ def servers(
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for proc, log in started:
-            _stop(proc)
+            _stop(proc, signalled=True)
             if log is not subprocess.DEVNULL:
                 log.close()
 

@@ -36,6 +36,7 @@ class Job:
     api_key: str
     redis_url: str | None = None
     prefix: str = ""
+    path: str = "/ws"
 
 
 @dataclass
@@ -142,7 +143,7 @@ class _Http:
 async def _run(job: Job, tickets: list[str | None]) -> tuple[list[float], int, list[str]]:
     from websockets.asyncio.client import connect
 
-    base = f"ws://127.0.0.1:{job.port}/ws"
+    base = f"ws://127.0.0.1:{job.port}{job.path}"
     queue = iter(tickets)
     latencies: list[float] = []
     errors: list[str] = []

@@ -126,7 +126,10 @@ def evaluate_targets(
                         ">=",
                         bound,
                         f"{result.summary(name)['cycles_per_s']:.0f} vs "
-                        f"{result.summary(base)['cycles_per_s']:.0f} cycles/s (medians)",
+                        f"{result.summary(base)['cycles_per_s']:.0f} cycles/s (medians); "
+                        f"server CPU per cycle {_cpu_ratio(result, name, base):.2f}x "
+                        f"({result.summary(name)['server_cpu_us_per_cycle']:.0f} vs "
+                        f"{result.summary(base)['server_cpu_us_per_cycle']:.0f} us)",
                     )
                 )
     if memory is not None:
@@ -157,6 +160,11 @@ def evaluate_targets(
             }
         )
     return targets
+
+
+def _cpu_ratio(result: E2EResult, name: str, base: str) -> float:
+    """Median per-round ratio of server CPU per cycle (variant over baseline)."""
+    return median_ratio(result.server_cpu, name, base)
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -232,11 +240,16 @@ def write_markdown(
             "Cycles per second (median over rounds) and latency of a whole cycle "
             "(p50/p99 over every cycle). Handshake rows use tickets issued before the "
             "timed window; issue-then-connect rows POST for a ticket in every cycle. "
-            '"ratio" is the median of per-round ratios to the row\'s baseline '
-            "(no auth for handshakes, the seed for issue-then-connect).",
+            '"ratio" is the median of per-round throughput ratios to the row\'s baseline '
+            "(no auth for handshakes, the seed for issue-then-connect). Server CPU is "
+            "user+system time of the server's processes (all workers) per cycle, read "
+            "from /proc around each window: less sensitive than throughput to other load "
+            "on the machine. Client CPU is that of the client processes, which share the "
+            "same cores.",
             "",
-            "| workers | configuration | cycles/s | p50 (ms) | p99 (ms) | ratio | errors |",
-            "|---:|---|---:|---:|---:|---:|---:|",
+            "| workers | configuration | cycles/s | p50 (ms) | p99 (ms) | ratio "
+            "| server CPU (us/cycle) | client CPU (us/cycle) | errors |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for workers, result in sorted(e2e.items()):
             for config in CONFIGS:
@@ -248,6 +261,7 @@ def write_markdown(
                 lines.append(
                     f"| {workers} | {config.label} | {s['cycles_per_s']:.0f} | "
                     f"{_fmt(s['p50_ms'])} | {_fmt(s['p99_ms'])} | {_fmt(ratio)} | "
+                    f"{s['server_cpu_us_per_cycle']:.0f} | {s['client_cpu_us_per_cycle']:.0f} | "
                     f"{s['errors']} |"
                 )
         lines.append("")
