@@ -110,8 +110,8 @@ class TicketRedactor(logging.Filter):
 
     So neither a whole ticket nor a piece of one over 8 characters survives
     in Sanic's or websockets' log lines. Every pattern is scanned in linear
-    time: a long line (a 8 KiB URL, a large frame) costs microseconds, so
-    the filter cannot be used to stall the server.
+    time (an 8 KB request line takes well under a millisecond), so crafted
+    URLs cannot use the filter to stall the server.
 
     Args:
         query_param: The ticket's query parameter (``WSAUTH_QUERY_PARAM``).
