@@ -470,6 +470,7 @@ export class WSAuthConnection {
   /** @param {WSAuthError} error a failed ticket request */
   #failed(error) {
     if (!error.retryable || !this.#o.reconnect) {
+      error.retryable = false;
       this.#finish(error);
       return;
     }
