@@ -106,21 +106,16 @@ async def _churn(tickets: int, rate: int, checkpoints: int) -> dict[str, Any]:
 
 
 def _child(args: argparse.Namespace) -> None:
-    sizes = [asyncio.run(_bytes_per_entry(int(n))) for n in args.entries.split(",")]
-    gc.collect()
-    per_entry = dict(max(sizes, key=lambda size: float(size["bytes_per_entry"])))
-    per_entry["sizes"] = sizes
-    churn = asyncio.run(_churn(args.tickets, args.rate, args.checkpoints))
-    json.dump({"per_entry": per_entry, "churn": churn}, sys.stdout)
-
-
-def run_memory(*, quick: bool) -> dict[str, Any]:
-    """Run the memory benchmark in a fresh interpreter and return its figures."""
-    if quick:
-        args = ["--entries", "2000,5000", "--tickets", "20000", "--rate", "200"]
+    if args.part == "per_entry":
+        sizes = [asyncio.run(_bytes_per_entry(int(n))) for n in args.entries.split(",")]
+        per_entry = dict(max(sizes, key=lambda size: float(size["bytes_per_entry"])))
+        per_entry["sizes"] = sizes
+        json.dump(per_entry, sys.stdout)
     else:
-        sizes = "10000,50000,100000,1000000"
-        args = ["--entries", sizes, "--tickets", "1000000", "--rate", "2000"]
+        json.dump(asyncio.run(_churn(args.tickets, args.rate, args.checkpoints)), sys.stdout)
+
+
+def _run_part(*args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.memory", *args],
         cwd=ROOT,
@@ -132,8 +127,21 @@ def run_memory(*, quick: bool) -> dict[str, Any]:
     return data
 
 
+def run_memory(*, quick: bool) -> dict[str, Any]:
+    """Run each part in a fresh interpreter (so RSS is the churn's own)."""
+    if quick:
+        entries, churn = "2000,5000", ["--tickets", "20000", "--rate", "200"]
+    else:
+        entries, churn = "10000,50000,100000,1000000", ["--tickets", "1000000", "--rate", "2000"]
+    return {
+        "per_entry": _run_part("--part", "per_entry", "--entries", entries),
+        "churn": _run_part("--part", "churn", *churn),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory")
+    parser.add_argument("--part", choices=("per_entry", "churn"), required=True)
     parser.add_argument("--entries", default="100000", help="live entry counts, comma-separated")
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=2000, help="tickets per simulated second")
