@@ -90,6 +90,8 @@ async def _churn(tickets: int, rate: int, checkpoints: int) -> dict[str, Any]:
     steady = [s for s in samples if s["tickets"] >= 2 * LIFETIME * rate] or samples[-1:]
     first, last = steady[0], samples[-1]
     growth = last["rss"] - first["rss"]
+    # A leak grows with the number of tickets: compare the two halves.
+    half = next(s for s in samples if s["tickets"] >= tickets / 2)
     return {
         "tickets": tickets,
         "rate_per_s": rate,
@@ -99,6 +101,8 @@ async def _churn(tickets: int, rate: int, checkpoints: int) -> dict[str, Any]:
         "final_rss": last["rss"],
         "rss_growth_after_steady": growth,
         "rss_growth_fraction": growth / first["rss"],
+        "half_rss": half["rss"],
+        "rss_growth_second_half": last["rss"] - half["rss"],
         "max_live": max(s["live"] for s in samples),
         "final_live": last["live"],
         "samples": samples,

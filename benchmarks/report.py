@@ -17,7 +17,8 @@ from .timing import median_ratio
 
 __all__ = ["evaluate_targets", "machine_info", "write_chart", "write_json", "write_markdown"]
 
-#: Flat means: from steady state to the end, RSS grows by at most this much.
+#: Flat means: over the second half of the churn, RSS grows by at most this much
+#: (a leak of 2 bytes per ticket would show as 1 MiB over 500,000 tickets).
 FLAT_SLACK_BYTES = 1 << 20
 FLAT_SLACK_FRACTION = 0.02
 
@@ -145,17 +146,17 @@ def evaluate_targets(
             )
         )
         churn = memory["churn"]
-        slack = max(FLAT_SLACK_BYTES, FLAT_SLACK_FRACTION * churn["steady_rss"])
+        slack = max(FLAT_SLACK_BYTES, FLAT_SLACK_FRACTION * churn["half_rss"])
         targets.append(
             {
                 "target": f"memory replay set RSS flat after {churn['tickets']:,} tickets",
-                "measured": churn["rss_growth_after_steady"],
-                "goal": f"growth <= {slack / 2**20:.1f} MiB after steady state",
-                "met": churn["rss_growth_after_steady"] <= slack,
+                "measured": churn["rss_growth_second_half"],
+                "goal": f"growth <= {slack / 2**20:.1f} MiB over the second half",
+                "met": churn["rss_growth_second_half"] <= slack,
                 "detail": (
-                    f"RSS {churn['steady_rss'] / 2**20:.1f} MiB at steady state, "
-                    f"{churn['final_rss'] / 2**20:.1f} MiB at the end; live entries "
-                    f"<= {churn['max_live']:,}"
+                    f"RSS {churn['steady_rss'] / 2**20:.1f} MiB once {churn['max_live']:,} "
+                    f"entries were live, {churn['half_rss'] / 2**20:.1f} MiB at half way, "
+                    f"{churn['final_rss'] / 2**20:.1f} MiB at the end"
                 ),
             }
         )
