@@ -17,6 +17,7 @@ Every error carries a stable, machine-readable ``reason`` and the HTTP
     │   ├── TicketExpired                "expired"
     │   ├── TicketNotYetValid            "not_yet_valid"
     │   └── TicketReplayed               "replayed"
+    ├── SubprotocolRequired              400 "subprotocol_required"
     ├── ForbiddenError                   403
     │   ├── AudienceMismatch             "audience_mismatch"
     │   ├── IPMismatch                   "ip_mismatch"
@@ -42,6 +43,7 @@ __all__ = [
     "OriginForbidden",
     "StoreUnavailable",
     "SubjectMismatch",
+    "SubprotocolRequired",
     "TicketError",
     "TicketExpired",
     "TicketNotYetValid",
@@ -125,6 +127,17 @@ class TicketReplayed(TicketError):
     """The ticket's ``jti`` has already been claimed once."""
 
     reason = "replayed"
+
+
+class SubprotocolRequired(WSAuthError):
+    """The route negotiates subprotocols and the client offered none of them.
+
+    Refused before the ticket is verified, so the ticket is not spent on a
+    handshake that websockets would refuse anyway.
+    """
+
+    reason = "subprotocol_required"
+    status = 400
 
 
 class ForbiddenError(WSAuthError):

@@ -174,14 +174,22 @@ async def test_custom_prefix(secret: str, app_name: str) -> None:
 
 
 async def test_only_the_ticket_offered_to_a_route_with_subprotocols(server: Any) -> None:
-    """websockets refuses a client that offers none of the route's subprotocols.
+    """websockets would refuse a client that offers none of the route's subprotocols.
 
-    The ticket was good and is spent; the handshake then fails with a 400
-    from Sanic (not a 500). Clients must offer the route's subprotocol.
+    The guard refuses it first, with 400 subprotocol_required, before the
+    ticket is verified: the ticket is not spent and opens the route once the
+    client offers the route's subprotocol.
     """
     srv, wsauth = server
     token = wsauth.issue("a")
     response = await raw_upgrade(srv.port, "/chat", [("Sec-WebSocket-Protocol", PREFIX + token)])
     assert response.status == 400
+    assert json.loads(response.body) == {"error": "subprotocol_required"}
     _no_ticket_in(response.headers, token)
     assert token[:12].encode() not in response.body
+    assert wsauth.counters["subprotocol_required"] == 1
+    ok = await handshake(f"{srv.ws}/chat", subprotocols=[PREFIX + token, "chat.v1"])
+    assert ok.status == 101 and ok.subprotocol == "chat.v1"
+    # Another subprotocol than the route's is refused the same way.
+    other = await handshake(f"{srv.ws}/chat", subprotocols=[PREFIX + wsauth.issue("a"), "x.v9"])
+    assert other.status == 400

@@ -17,6 +17,7 @@ from ..exceptions import (
     AudienceMismatch,
     StoreUnavailable,
     SubjectMismatch,
+    SubprotocolRequired,
     TicketReplayed,
     WSAuthError,
 )
@@ -24,7 +25,7 @@ from ..tokens import Ticket
 from . import asgi
 from .policy import RoutePolicy, policy_for
 from .responses import error_response
-from .transport import extract_ticket
+from .transport import PROTOCOL_HEADER, extract_ticket
 
 if TYPE_CHECKING:
     from .extension import WSAuth
@@ -46,6 +47,15 @@ def _route_audience(request: Request, policy: RoutePolicy) -> str:
         logger.error("sanic-wsauth: the route's audience callable returned a non-string")
         raise AudienceMismatch("audience callable returned a non-string")
     return value
+
+
+def _offered(request: Request) -> set[str]:
+    """The subprotocols the client offers (the ticket entry already removed)."""
+    return {
+        item.strip()
+        for value in request.headers.getall(PROTOCOL_HEADER, [])
+        for item in value.split(",")
+    }
 
 
 class HandshakeGuard:
@@ -85,6 +95,9 @@ class HandshakeGuard:
         token = extract_ticket(
             request, query_param=config.query_param, prefix=config.subprotocol_prefix
         )
+        if policy.subprotocols is not None and _offered(request).isdisjoint(policy.subprotocols):
+            # websockets would refuse this handshake after the ticket was spent.
+            raise SubprotocolRequired()
         return await self.verify(request, token, policy)
 
     async def verify(

@@ -44,6 +44,8 @@ class RoutePolicy:
 
     public: bool
     audience: AudienceSpec | None
+    #: The route's own subprotocols (None: the route negotiates none).
+    subprotocols: frozenset[str] | None = None
 
     def audience_for(self, request: Request) -> str:
         spec = self.audience
@@ -63,6 +65,13 @@ def _original_handler(route: Route) -> Any:
     return args[0] if args else handler
 
 
+def _route_subprotocols(route: Route) -> frozenset[str] | None:
+    # The same partial carries the route's subprotocols=[...] as a keyword.
+    keywords = getattr(route.handler, "keywords", None) or {}
+    subprotocols = keywords.get("subprotocols")
+    return frozenset(subprotocols) if subprotocols else None
+
+
 def policy_for(route: Route) -> RoutePolicy:
     """Return (and cache on ``route.ctx``) the route's policy."""
     cached: RoutePolicy | None = getattr(route.ctx, "wsauth_policy", None)
@@ -73,6 +82,7 @@ def policy_for(route: Route) -> RoutePolicy:
                 getattr(handler, _PUBLIC, False) or getattr(route.ctx, "wsauth_public", False)
             ),
             audience=getattr(handler, _AUDIENCE, None),
+            subprotocols=_route_subprotocols(route),
         )
         route.ctx.wsauth_policy = cached
     return cached
