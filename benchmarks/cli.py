@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--concurrency", type=int, default=4, help="connections per client")
     parser.add_argument(
+        "--sanic-timeout",
+        type=float,
+        default=None,
+        help="set the servers' REQUEST/RESPONSE/KEEP_ALIVE timeouts (default: Sanic's)",
+    )
+    parser.add_argument(
         "--redis-url",
         default=os.environ.get("WSAUTH_BENCH_REDIS_URL", DEFAULT_REDIS),
         help="Redis for the Redis cases ('' to skip them)",
@@ -101,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cycles_per_client": args.cycles or (10 if quick else 300),
         "clients": args.clients,
         "concurrency": args.concurrency,
+        "sanic_timeout": args.sanic_timeout,
     }
     notes: list[str] = []
     if redis_url is None:
@@ -136,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             concurrency=args.concurrency,
             cycles=settings["cycles_per_client"],
             progress=_progress,
+            sanic_timeout=args.sanic_timeout,
         )
         notes += e2e_notes
     elapsed = time.monotonic() - started

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .load import ClientPool, Job, JobResult
-from .server import API_KEY_ENV, PREFIX_ENV, REDIS_ENV, SECRET_ENV, VARIANT_ENV
+from .server import API_KEY_ENV, PREFIX_ENV, REDIS_ENV, SECRET_ENV, TIMEOUT_ENV, VARIANT_ENV
 from .timing import median, percentile
 
 __all__ = ["CONFIGS", "E2EConfig", "E2EResult", "cpu_seconds", "run_e2e"]
@@ -233,6 +233,7 @@ def run_e2e(
     log_dir: Path | None = None,
     progress: Any = None,
     only: Sequence[str] | None = None,
+    sanic_timeout: float | None = None,
 ) -> tuple[dict[int, E2EResult], list[str]]:
     """Run every configuration for each worker count; return results and notes."""
     notes: list[str] = []
@@ -245,6 +246,8 @@ def run_e2e(
     env = {SECRET_ENV: secret, API_KEY_ENV: api_key, PREFIX_ENV: prefix}
     if redis_url:
         env[REDIS_ENV] = redis_url
+    if sanic_timeout:
+        env[TIMEOUT_ENV] = str(sanic_timeout)
     variants = sorted({c.server for c in configs}, key=[c.server for c in CONFIGS].index)
     results: dict[int, E2EResult] = {}
     pool = ClientPool(clients)

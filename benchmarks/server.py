@@ -36,6 +36,7 @@ __all__ = [
     "REDIS_ENV",
     "SECRET_ENV",
     "SUBJECT",
+    "TIMEOUT_ENV",
     "VARIANTS",
     "VARIANT_ENV",
     "create_app",
@@ -46,6 +47,8 @@ SECRET_ENV = "WSAUTH_BENCH_SECRET"
 REDIS_ENV = "WSAUTH_BENCH_REDIS_URL"
 PREFIX_ENV = "WSAUTH_BENCH_PREFIX"
 API_KEY_ENV = "WSAUTH_BENCH_API_KEY"
+#: Optional: Sanic's request/response/keep-alive timeouts, in seconds.
+TIMEOUT_ENV = "WSAUTH_BENCH_SANIC_TIMEOUT"
 VARIANTS = ("public", "memory", "redis", "seed")
 SUBJECT = "bench-user"
 
@@ -136,6 +139,15 @@ def create_app() -> Sanic[Any, Any]:
     app: Sanic[Any, Any] = Sanic(f"wsauth_bench_{variant}")
     app.config.WEBSOCKET_PING_INTERVAL = None
     app.config.KEEP_ALIVE_TIMEOUT = 75
+    if os.environ.get(TIMEOUT_ENV):
+        # Sanic keeps each connection's protocol (and everything it holds)
+        # alive until its first timeout check, min(timeouts) / 2 after the
+        # connection opened: 30 s by default, long after a short websocket
+        # has closed. Shorter timeouts release them sooner.
+        timeout = float(os.environ[TIMEOUT_ENV])
+        app.config.REQUEST_TIMEOUT = timeout
+        app.config.RESPONSE_TIMEOUT = timeout
+        app.config.KEEP_ALIVE_TIMEOUT = timeout
     api_key = os.environ[API_KEY_ENV].encode()
 
     @app.get("/health")
