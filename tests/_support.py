@@ -55,19 +55,35 @@ class Served:
     port: int
 
     @property
+    def _authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
     def http(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self._authority}"
 
     @property
     def ws(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return f"ws://{self._authority}"
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Sanic[Any, Any], *, access_log: bool = False) -> AsyncIterator[Served]:
-    """Run ``app`` with its real protocol and lifecycle on an ephemeral port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+async def serve(
+    app: Sanic[Any, Any], *, access_log: bool = False, host: str = "127.0.0.1"
+) -> AsyncIterator[Served]:
+    """Run ``app`` with its real protocol and lifecycle on an ephemeral port of ``host``.
+
+    ``host`` may be ``"::1"``; the test is skipped where there is no IPv6 loopback.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.bind((host, 0))
+    except OSError:
+        sock.close()
+        import pytest
+
+        pytest.skip(f"cannot listen on {host}")
     port = sock.getsockname()[1]
     server = await app.create_server(sock=sock, return_asyncio_server=True, access_log=access_log)
     assert server is not None
@@ -76,7 +92,7 @@ async def serve(app: Sanic[Any, Any], *, access_log: bool = False) -> AsyncItera
     await server.start_serving()
     await server.after_start()
     try:
-        yield Served(app, "127.0.0.1", port)
+        yield Served(app, host, port)
     finally:
         await server.before_stop()
         closing = server.close()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
@@ -229,33 +227,6 @@ def _ip_app(name: str, secret: str) -> tuple[Sanic[Any, Any], WSAuth]:
     return app, wsauth
 
 
-@contextlib.asynccontextmanager
-async def serve_v6(app: Sanic[Any, Any]) -> AsyncIterator[int]:
-    """Like ``serve`` but on [::1]."""
-    sock = socket.socket(socket.AF_INET6)
-    try:
-        sock.bind(("::1", 0))
-    except OSError:
-        sock.close()
-        pytest.skip("no IPv6 loopback")
-    port = sock.getsockname()[1]
-    server = await app.create_server(sock=sock, return_asyncio_server=True)
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.start_serving()
-    await server.after_start()
-    try:
-        yield port
-    finally:
-        await server.before_stop()
-        closing = server.close()
-        if closing is not None:
-            await closing
-        await server.after_stop()
-        sock.close()
-
-
 async def test_ipv4_binding(secret: str, app_name: str) -> None:
     app, wsauth = _ip_app(app_name, secret)
     async with serve(app) as srv:
@@ -272,15 +243,15 @@ async def test_ipv4_binding(secret: str, app_name: str) -> None:
 
 async def test_ipv6_binding(secret: str, app_name: str) -> None:
     app, wsauth = _ip_app(app_name, secret)
-    async with serve_v6(app) as port:
-        status, body = await token_from(f"http://[::1]:{port}")
+    async with serve(app, host="::1") as srv:
+        status, body = await token_from(srv.http)
         assert status == 200 and decode(body["token"])["ip"] == "::1"
-        ok = await handshake(f"ws://[::1]:{port}/ws?token={body['token']}")
+        ok = await handshake(f"{srv.ws}/ws?token={body['token']}")
         assert ok.status == 101 and ok.reply == "::1: ping"
         spelled = wsauth.issue("a", client_ip="0:0:0:0:0:0:0:1")
-        assert (await handshake(f"ws://[::1]:{port}/ws?token={spelled}")).status == 101
+        assert (await handshake(f"{srv.ws}/ws?token={spelled}")).status == 101
         v4 = wsauth.issue("a", client_ip="127.0.0.1")
-        refused = await handshake(f"ws://[::1]:{port}/ws?token={v4}")
+        refused = await handshake(f"{srv.ws}/ws?token={v4}")
         assert refused.status == 403 and b"ip_mismatch" in refused.body
 
 
