@@ -157,8 +157,63 @@ def test_ip_binding_binds_the_callers_address(app_name: str, secret: str) -> Non
     assert payload["ip"] == "127.0.0.1"
 
 
-def test_authenticate_must_return_a_known_shape(app_name: str, secret: str) -> None:
-    app = make_app(app_name, secret, authenticate=lambda r: 42)
+@pytest.mark.parametrize(
+    "authenticate",
+    [
+        lambda r: 42,  # not a known shape
+        lambda r: ("u1", {"when": object()}),  # claims that are not JSON
+        lambda r: "",  # a subject no ticket can hold
+        lambda r: "x" * 10_000,
+    ],
+    ids=["shape", "claims", "empty-subject", "huge-subject"],
+)
+def test_an_unusable_identity_fails_closed(
+    app_name: str, secret: str, authenticate: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(app_name, secret, authenticate=authenticate)
     _, response = app.test_client.post("/authenticate/token")
-    assert response.status == 500  # the application's own bug, reported by Sanic as such
+    assert response.status == 503
+    assert response.json == {"error": "authenticator_failed"}
     assert b"Traceback" not in response.body
+    assert any(r.name == "sanic_wsauth" and r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_authenticate_that_raises_fails_closed_without_leaking(
+    app_name: str, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def authenticate(request: Request) -> str | None:
+        raise RuntimeError(f"db down while checking {request.headers['authorization']}")
+
+    app = make_app(app_name, secret, authenticate=authenticate)
+    _, response = app.test_client.post(
+        "/authenticate/token", headers={"Authorization": "Bearer sekrit-credential"}
+    )
+    assert response.status == 503
+    assert response.json == {"error": "authenticator_failed"}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "authenticate() raised RuntimeError" in logged
+    assert "sekrit-credential" not in logged  # the exception text may hold credentials
+    assert "sekrit-credential" not in response.body.decode()
+
+
+def test_authenticate_may_raise_its_own_http_errors(app_name: str, secret: str) -> None:
+    from sanic.exceptions import Forbidden
+
+    def authenticate(request: Request) -> str | None:
+        raise Forbidden("account locked")
+
+    app = make_app(app_name, secret, authenticate=authenticate)
+    _, response = app.test_client.post("/authenticate/token")
+    assert response.status == 403  # the app's own answer passes through
+
+
+def test_authorize_that_raises_denies(app_name: str, secret: str) -> None:
+    def authorize(request: Request, identity: Identity, audience: str) -> bool:
+        raise KeyError(audience)
+
+    app = make_app(app_name, secret, authorize=authorize)
+    _, response = app.test_client.post(
+        "/authenticate/token?audience=/ws/chat", headers={"Authorization": "Bearer user-1"}
+    )
+    assert response.status == 403
+    assert response.json == {"error": "audience_forbidden"}

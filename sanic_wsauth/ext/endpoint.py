@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sanic import HTTPResponse, Request
+from sanic.exceptions import SanicException
 from sanic.response import json as json_response
 
 from ..tokens import MAX_AUDIENCE_CHARS, normalize_ip
@@ -32,7 +34,16 @@ AuthenticateResult = Identity | str | tuple[str, Mapping[str, Any]] | None
 Authenticate = Callable[[Request], "AuthenticateResult | Awaitable[AuthenticateResult]"]
 Authorize = Callable[[Request, Identity, str], "bool | Awaitable[bool]"]
 
+logger = logging.getLogger("sanic_wsauth")
+
 _BAD_REQUEST = "bad_request"
+#: 503 reason when the app's ``authenticate`` raises, returns an unknown
+#: shape, or returns a subject or claims that cannot go into a ticket.
+AUTHENTICATOR_FAILED = "authenticator_failed"
+
+
+class _CallbackFailed(Exception):
+    """An application callback failed; the endpoint answers without a 500."""
 
 
 async def _call(func: Callable[..., Any], *args: Any) -> Any:
@@ -40,6 +51,22 @@ async def _call(func: Callable[..., Any], *args: Any) -> Any:
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+async def _guarded(name: str, func: Callable[..., Any], *args: Any) -> Any:
+    """Call an app callback; its own :class:`SanicException` passes through.
+
+    Any other exception is logged by type only (its text may hold the
+    caller's credentials) and becomes :class:`_CallbackFailed`, so the
+    endpoint fails closed with a short answer instead of a 500.
+    """
+    try:
+        return await _call(func, *args)
+    except SanicException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - fail closed, never a 500
+        logger.error("sanic-wsauth: %s() raised %s", name, type(exc).__name__)
+        raise _CallbackFailed from None
 
 
 def _as_identity(result: AuthenticateResult) -> Identity | None:
@@ -93,11 +120,21 @@ class TicketEndpoint:
             wanted = _requested_audience(request, config.audience_param)
         except ValueError:
             return error_response(_BAD_REQUEST, 400)
-        identity = _as_identity(await _call(self._authenticate, request))
+        try:
+            identity = _as_identity(await _guarded("authenticate", self._authenticate, request))
+        except _CallbackFailed:
+            return error_response(AUTHENTICATOR_FAILED, 503)
+        except TypeError as exc:
+            logger.error("sanic-wsauth: %s", exc)
+            return error_response(AUTHENTICATOR_FAILED, 503)
         if identity is None:
             return error_response("unauthenticated", 401)
         if wanted is not None and self._authorize is not None:
-            if not await _call(self._authorize, request, identity, wanted):
+            try:
+                allowed = await _guarded("authorize", self._authorize, request, identity, wanted)
+            except _CallbackFailed:
+                allowed = False
+            if not allowed:
                 return error_response("audience_forbidden", 403)
         client_ip = None
         if config.bind_ip:
@@ -105,9 +142,14 @@ class TicketEndpoint:
                 client_ip = normalize_ip(request.client_ip)
             except ValueError:
                 return error_response("no_client_ip", 400)
-        token = self._wsauth.issuer.issue(
-            identity.subject, audience=wanted, client_ip=client_ip, claims=identity.claims
-        )
+        try:
+            token = self._wsauth.issuer.issue(
+                identity.subject, audience=wanted, client_ip=client_ip, claims=identity.claims
+            )
+        except (TypeError, ValueError) as exc:
+            # A subject or claims from authenticate() that no ticket can hold.
+            logger.error("sanic-wsauth: authenticate() gave an unusable identity: %s", exc)
+            return error_response(AUTHENTICATOR_FAILED, 503)
         body: dict[str, Any] = {"token": token, "expires_in": config.max_age}
         if config.max_connection_age > 0:
             # The client's schedule: reconnect or refresh before the cap.
