@@ -194,6 +194,20 @@ def post_token(
         return exc.code, json.loads(raw) if raw else {}, dict(exc.headers)
 
 
+async def fetch_ticket(base_url: str, **kwargs: Any) -> str:
+    """POST for a ticket (off the event loop) and return it; fail unless 200."""
+    status, body, _ = await asyncio.to_thread(post_token, base_url, **kwargs)
+    assert status == 200, body
+    token: str = body["token"]
+    return token
+
+
+async def echo_subject(request: Any, ws: Any) -> None:
+    """A websocket handler that echoes each message as ``<subject>: <message>``."""
+    async for message in ws:
+        await ws.send(f"{request.ctx.ticket.subject}: {message}")
+
+
 def wait_for_port(host: str, port: int, *, timeout: float = 30.0, proc: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

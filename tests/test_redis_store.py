@@ -21,12 +21,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from sanic import Request, Sanic
+from sanic import Sanic
 
 from sanic_wsauth import ConfigurationError, StoreUnavailable, WSAuth
 from sanic_wsauth.stores.redis import MIN_TTL_MS, RedisReplayStore
 
-from ._support import free_port, handshake, post_token, serve
+from ._support import echo_subject, fetch_ticket, free_port, handshake, serve
 from .redis_support import RedisServer, count_keys, within
 
 NOW = 1_000_000.0
@@ -398,19 +398,8 @@ def _app(name: str, secret: str, **options: Any) -> Sanic[Any, Any]:
     app.config.WEBSOCKET_PING_INTERVAL = None
     WSAuth(app, secret_keys=secret, authenticate=lambda r: "alice", **options)
 
-    async def echo(request: Request, ws: Any) -> None:
-        async for msg in ws:
-            await ws.send(f"{request.ctx.ticket.subject}: {msg}")
-
-    app.add_websocket_route(echo, "/ws")
+    app.add_websocket_route(echo_subject, "/ws")
     return app
-
-
-async def _ticket(base: str) -> str:
-    status, body, _ = await asyncio.to_thread(post_token, base)
-    assert status == 200, body
-    token: str = body["token"]
-    return token
 
 
 @pytest.mark.redis
@@ -425,7 +414,7 @@ async def test_sanic_app_uses_redis_from_config(
         store = app.ctx.wsauth.store
         assert isinstance(store, RedisReplayStore) and store.shared
         assert store.prefix == key_prefix and store.timeout == RELAXED
-        token = await _ticket(srv.http)
+        token = await fetch_ticket(srv.http)
         ok = await handshake(f"{srv.ws}/ws?token={token}")
         assert ok.status == 101 and ok.reply == "alice: ping"
         again = await handshake(f"{srv.ws}/ws?token={token}")
@@ -440,11 +429,11 @@ async def test_sanic_handshakes_get_503_while_redis_is_down_then_succeed(
 ) -> None:
     app = _app(app_name, secret, redis_url=private_redis.url, redis_timeout=STALL_TIMEOUT)
     async with serve(app) as srv:
-        token = await _ticket(srv.http)
+        token = await fetch_ticket(srv.http)
         assert (await handshake(f"{srv.ws}/ws?token={token}")).status == 101
 
         async def refused_while_down() -> None:
-            tokens = [await _ticket(srv.http) for _ in range(5)]
+            tokens = [await fetch_ticket(srv.http) for _ in range(5)]
             for token in tokens:
                 got = await handshake(f"{srv.ws}/ws?token={token}", timeout=LIVENESS)
                 assert got.status == 503
@@ -455,7 +444,7 @@ async def test_sanic_handshakes_get_503_while_redis_is_down_then_succeed(
         private_redis.kill()
         await refused_while_down()
         private_redis.start(port=private_redis.port)
-        token = await _ticket(srv.http)
+        token = await fetch_ticket(srv.http)
         ok = await handshake(f"{srv.ws}/ws?token={token}")
         assert ok.status == 101 and ok.reply == "alice: ping"
         assert app.ctx.wsauth.counters["store_unavailable"] == 10

@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sanic import Request, Sanic
+from sanic import Sanic
 
 from sanic_wsauth import WSAuth
 
 from ._support import (
     Handshake,
     Served,
+    echo_subject,
+    fetch_ticket,
     free_port,
     handshake,
     new_secret,
@@ -284,19 +286,8 @@ def _host(
         authenticate=lambda request: "alice",
     )
 
-    async def echo(request: Request, ws: Any) -> None:
-        async for msg in ws:
-            await ws.send(f"{request.ctx.ticket.subject}: {msg}")
-
-    app.add_websocket_route(echo, "/ws")
+    app.add_websocket_route(echo_subject, "/ws")
     return app
-
-
-async def _mint(srv: Served) -> str:
-    status, body, _ = await asyncio.to_thread(post_token, srv.http)
-    assert status == 200, body
-    token: str = body["token"]
-    return token
 
 
 async def _use(srv: Served, token: str) -> tuple[int, str | None]:
@@ -326,14 +317,14 @@ async def test_key_rotation_across_hosts_keeps_tickets_working_and_single_use(
             serve(_host(f"{app_name}_retired", new, [], redis_url, key_prefix))
         )
 
-        signed_new, signed_old = await _mint(switched), await _mint(pending)
+        signed_new, signed_old = await fetch_ticket(switched.http), await fetch_ticket(pending.http)
         assert await _use(pending, signed_new) == (101, "alice: ping")
         assert await _use(switched, signed_old) == (101, "alice: ping")
         for srv in (switched, pending):
             for token in (signed_new, signed_old):
                 assert await _use(srv, token) == (401, "replayed")
 
-        fresh_new, fresh_old = await _mint(switched), await _mint(pending)
+        fresh_new, fresh_old = await fetch_ticket(switched.http), await fetch_ticket(pending.http)
         assert await _use(untaught, fresh_new) == (401, "bad_signature")
         assert await _use(retired, fresh_old) == (401, "bad_signature")
         # A refused ticket used up no replay entry: it still works once elsewhere.
