@@ -7,30 +7,36 @@ its own shortly after its ticket does, so nothing is left behind. Every
 command only touches one key, so a Redis Cluster client works as well (put a
 ``{hash tag}`` in the prefix only if you want every key on one shard).
 
+A ``redis://`` or ``unix://`` URL (host, port or socket, database, user and
+password) is served by :mod:`sanic_wsauth.stores.resp`: one pipelined
+connection per worker that every concurrent claim shares, with no driver in
+between; it needs no extra package. ``rediss://`` (TLS), a URL with other
+query options, or a client object the application passes in go through
+redis-py.
+
 Failure is closed: a refused connection, a timeout (every call is bounded by
 ``timeout``), an error reply or any other driver error raises
 :class:`~sanic_wsauth.exceptions.StoreUnavailable` (HTTP 503) and the ticket
-is not accepted. The pool reconnects by itself, so claims succeed again as
-soon as Redis answers; no restart is needed.
+is not accepted. Connections are re-made on demand, so claims succeed again
+as soon as Redis answers; no restart is needed.
 
 redis-py is an optional dependency (``pip install 'sanic-wsauth[redis]'``); it
-is imported only when a store connects, so the rest of the package loads
+is imported only when a store needs it, so the rest of the package loads
 without it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigurationError, StoreUnavailable
 from .base import ReplayStore
+from .resp import LeanRedis, RedisAddress, bounded, pack_command
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -59,14 +65,18 @@ DEFAULT_MAX_CONNECTIONS = 20
 MIN_TTL_MS = 1000
 
 _SCHEMES = ("redis", "rediss", "unix")
-_T = TypeVar("_T")
+_PING = pack_command(b"PING")
 
 
-async def _bounded(call: Awaitable[_T], timeout: float) -> _T:
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout):
-            return await call
-    return await asyncio.wait_for(call, timeout)  # pragma: no cover - Python 3.10
+def set_nx_px(key: bytes, ttl_ms: int) -> bytes:
+    """``SET key 1 NX PX ttl_ms``, packed: ``pack_command`` unrolled for the hot path."""
+    ttl = b"%d" % ttl_ms
+    return b"*6\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\n1\r\n$2\r\nNX\r\n$2\r\nPX\r\n$%d\r\n%s\r\n" % (
+        len(key),
+        key,
+        len(ttl),
+        ttl,
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -81,19 +91,24 @@ def _safe_url(url: str) -> str:
 class RedisReplayStore(ReplayStore):
     """A replay set in Redis, shared by every worker and host that uses it.
 
-    Give it either a URL, from which each worker builds its own connection
-    pool in :meth:`open` (inside the worker's event loop), or a redis-py
-    asyncio client the application already has, ``redis.asyncio.Redis`` or
+    Give it either a URL, from which each worker opens its own connection
+    (inside the worker's event loop), or a redis-py asyncio client the
+    application already has, ``redis.asyncio.Redis`` or
     ``redis.asyncio.cluster.RedisCluster``. A client passed in is used as is
     (its own retry and socket settings apply within ``timeout``) and is never
     closed by this store; its owner closes it.
 
-    The URL's pool holds up to ``max_connections`` connections and uses
-    ``timeout`` as its connect and socket timeout. A claim that meets a
+    A ``redis://`` or ``unix://`` URL whose query holds nothing but ``db``,
+    ``username`` or ``password`` gets one pipelined connection per worker
+    (:mod:`sanic_wsauth.stores.resp`), shared by every concurrent claim.
+    Any other URL (``rediss://``, driver options in the query) gets a
+    redis-py pool of up to ``max_connections`` connections with ``timeout``
+    as its connect and socket timeout. Either way, a claim that meets a
     dropped connection (Redis restarted, say) is sent once more on a fresh
-    one, all within ``timeout``; a stall is not retried. The retry is safe:
-    if the first ``SET`` did land, the second finds the key and the ticket is
-    refused as replayed, never accepted twice.
+    one, all within ``timeout``; a stall is not retried (and a connection
+    that has answered nothing since a timed-out claim was sent is dropped).
+    The retry is safe: if the first ``SET`` did land, the second finds the
+    key and the ticket is refused as replayed, never accepted twice.
 
     Args:
         url: ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
@@ -106,8 +121,9 @@ class RedisReplayStore(ReplayStore):
         margin: Seconds each entry outlives its ticket's ``expires_at``, so
             that hosts whose clocks lag still find it while they would
             accept the ticket.
-        max_connections: Size of each worker's pool (URL mode); claims
-            beyond it wait for a free connection, within ``timeout``.
+        max_connections: Size of each worker's redis-py pool (URLs that
+            need redis-py); claims beyond it wait for a free connection,
+            within ``timeout``. The pipelined connection needs no pool.
         clock: Returns the current time in seconds; injected by tests.
 
     Raises:
@@ -151,6 +167,15 @@ class RedisReplayStore(ReplayStore):
         self._client: Any = client
         self._owns_client = client is None
         self._healthy = True
+        self._key_prefix = prefix.encode()
+        self._lean: LeanRedis | None = None
+        if url is not None:
+            try:
+                address = RedisAddress.from_url(url)
+            except ValueError as exc:
+                raise ConfigurationError(f"unusable Redis URL {_safe_url(url)}: {exc}") from None
+            if address is not None:
+                self._lean = LeanRedis(address, timeout=self.timeout)
 
     def __repr__(self) -> str:
         where = _safe_url(self.url) if self.url is not None else "client"
@@ -158,8 +183,15 @@ class RedisReplayStore(ReplayStore):
 
     @property
     def client(self) -> Any:
-        """The redis-py client in use, or None before :meth:`open`."""
+        """The redis-py client in use: the one passed in, or the pool built for
+        a URL that needs redis-py (None before :meth:`open`, and always None
+        for a URL served by the pipelined connection)."""
         return self._client
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether claims go over the built-in pipelined connection."""
+        return self._lean is not None
 
     def key(self, jti: str) -> str:
         """The Redis key that records ``jti``."""
@@ -171,7 +203,7 @@ class RedisReplayStore(ReplayStore):
         return max(MIN_TTL_MS, math.ceil(remaining * 1000))
 
     async def open(self) -> None:
-        """Build the connection pool (URL mode) and check that Redis answers.
+        """Connect (URL mode) and check that Redis answers.
 
         An unreachable Redis does not stop start-up: it is logged, handshakes
         get 503 until Redis answers, and then succeed with no restart.
@@ -179,10 +211,15 @@ class RedisReplayStore(ReplayStore):
         Raises:
             ConfigurationError: the URL cannot be used.
         """
-        if self._client is None:
-            self._client = self._connect()
         try:
-            await _bounded(self._client.ping(), self.timeout)
+            if self._lean is not None:
+                await self._lean.execute(_PING)
+            else:
+                if self._client is None:
+                    self._client = self._connect()
+                await bounded(self._client.ping(), self.timeout)
+        except ConfigurationError:
+            raise
         except Exception as exc:  # noqa: BLE001 - reported, claims fail closed
             self._mark_down(exc)
 
@@ -195,7 +232,8 @@ class RedisReplayStore(ReplayStore):
             from redis.exceptions import ConnectionError as RedisConnectionError
         except ImportError as exc:
             raise ConfigurationError(
-                "RedisReplayStore needs redis-py: pip install 'sanic-wsauth[redis]'"
+                "this Redis URL needs redis-py (only redis:// and unix:// URLs without "
+                "driver options do not): pip install 'sanic-wsauth[redis]'"
             ) from exc
         try:
             # A burst of handshakes waits (within timeout) for a free
@@ -224,14 +262,19 @@ class RedisReplayStore(ReplayStore):
             StoreUnavailable: Redis did not confirm either way within
                 ``timeout`` (down, stalled, refusing, or an error reply).
         """
-        if self._client is None:
-            # Used outside a Sanic lifecycle: connect on first use.
-            self._client = self._connect()
+        ttl = self.ttl_ms(expires_at)
         try:
-            result = await _bounded(
-                self._client.set(self.key(jti), b"1", nx=True, px=self.ttl_ms(expires_at)),
-                self.timeout,
-            )
+            if self._lean is not None:
+                result = await self._lean.execute(set_nx_px(self._key_prefix + jti.encode(), ttl))
+            else:
+                if self._client is None:
+                    # Used outside a Sanic lifecycle: connect on first use.
+                    self._client = self._connect()
+                result = await bounded(
+                    self._client.set(self.key(jti), b"1", nx=True, px=ttl), self.timeout
+                )
+        except ConfigurationError:
+            raise
         except Exception as exc:
             self._mark_down(exc)
             raise StoreUnavailable("the Redis replay store did not answer") from exc
@@ -254,7 +297,9 @@ class RedisReplayStore(ReplayStore):
             )
 
     async def close(self) -> None:
-        """Close the pool this store built; leave an application's client open."""
+        """Close what this store opened; leave an application's client open."""
+        if self._lean is not None:
+            await self._lean.close()
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()

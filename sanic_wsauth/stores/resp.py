@@ -1,0 +1,347 @@
+"""A lean, pipelined Redis connection: just what one replay claim needs.
+
+The replay claim is one command, ``SET key 1 NX PX ttl``, on the handshake's
+hot path. redis-py spends most of a claim's CPU time on machinery the claim
+does not need (a connection pool, a retry wrapper, response callbacks, a
+stream reader per reply). This module speaks RESP2 directly over one
+``asyncio.Protocol`` per worker: every concurrent claim writes its command to
+the same socket and waits on a future; Redis answers in order, so replies
+are matched first in, first out. One read often carries many replies.
+
+Only what ``redis://`` and ``unix://`` URLs describe is supported: host, port
+or socket path, database, username and password. Anything else (TLS, driver
+options in the query string, Redis Cluster) is left to redis-py (see
+:class:`~sanic_wsauth.stores.redis.RedisReplayStore`).
+
+Faults surface as built-in exceptions: ``ConnectionError`` (refused, reset,
+lost), ``TimeoutError`` (no reply by the deadline) and :class:`ReplyError`
+(an error reply such as ``NOAUTH`` or ``OOM``), so callers fail closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+__all__ = [
+    "LeanRedis",
+    "ProtocolError",
+    "RedisAddress",
+    "ReplyError",
+    "bounded",
+    "pack_command",
+]
+
+_T = TypeVar("_T")
+
+#: Query keys a lean URL may carry; any other key needs redis-py.
+_QUERY_KEYS = frozenset({"db", "username", "password"})
+#: A connection with this many replies outstanding is considered wedged.
+MAX_PENDING = 65_536
+
+
+async def bounded(call: Awaitable[_T], timeout: float) -> _T:
+    """Await ``call``, raising ``TimeoutError`` after ``timeout`` seconds."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await call
+    return await asyncio.wait_for(call, timeout)  # pragma: no cover - Python 3.10
+
+
+class ReplyError(Exception):
+    """Redis answered with an error reply (``-ERR ...``)."""
+
+
+class ProtocolError(ConnectionError):
+    """Redis sent something that is not a RESP2 reply; the connection is dropped."""
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where and as whom to connect: what a ``redis://`` or ``unix://`` URL says."""
+
+    host: str = "localhost"
+    port: int = 6379
+    path: str | None = None  # a unix socket, instead of host and port
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisAddress | None:
+        """Parse ``url``; None when it needs more than this module offers.
+
+        Raises:
+            ValueError: the URL is malformed (a bad port or database number).
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "unix") or parts.fragment:
+            return None
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if not query.keys() <= _QUERY_KEYS:
+            return None
+        username = query.get("username") or (unquote(parts.username) if parts.username else None)
+        password = query.get("password") or (
+            unquote(parts.password) if parts.password is not None else None
+        )
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError("a unix:// URL needs a socket path")
+            db = int(query.get("db") or 0)
+            return cls(path=unquote(parts.path), db=db, username=username, password=password)
+        path_db = parts.path.lstrip("/")
+        db = int(query.get("db") or path_db or 0)
+        port = parts.port or 6379  # raises ValueError when out of range
+        return cls(
+            host=parts.hostname or "localhost",
+            port=port,
+            db=db,
+            username=username,
+            password=password or None,
+        )
+
+
+def _bulk(arg: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(arg), arg)
+
+
+def pack_command(*args: bytes) -> bytes:
+    """One command as a RESP2 array of bulk strings."""
+    return b"*%d\r\n" % len(args) + b"".join(_bulk(arg) for arg in args)
+
+
+_Reply = bytes | int | None | ReplyError
+_INCOMPLETE = object()
+
+
+def _parse(buf: bytearray, pos: int) -> tuple[object, int]:
+    """One reply from ``buf`` at ``pos``: (reply, next position) or (_INCOMPLETE, pos)."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return _INCOMPLETE, pos
+    kind = buf[pos]
+    line = bytes(buf[pos + 1 : end])
+    if kind == 0x2B:  # "+" simple string
+        return line, end + 2
+    if kind == 0x24:  # "$" bulk string
+        size = int(line)
+        if size < 0:
+            return None, end + 2
+        stop = end + 2 + size
+        if len(buf) < stop + 2:
+            return _INCOMPLETE, pos
+        return bytes(buf[end + 2 : stop]), stop + 2
+    if kind == 0x2D:  # "-" error
+        return ReplyError(line.decode("utf-8", "replace")), end + 2
+    if kind == 0x3A:  # ":" integer
+        return int(line), end + 2
+    raise ProtocolError("unexpected reply type from Redis")
+
+
+class _Connection(asyncio.Protocol):
+    """One socket; replies resolve the oldest pending future."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._buf = bytearray()
+        self._pending: deque[asyncio.Future[_Reply]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        #: loop.time() of the last bytes received (or of the connect).
+        self.last_rx = loop.time()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's are not asyncio.Transport subclasses).
+        self.transport = cast(asyncio.Transport, transport)
+        self.last_rx = self._loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = self._loop.time()
+        buf = self._buf
+        buf += data
+        pos = 0
+        pending = self._pending
+        try:
+            while pos < len(buf):
+                reply, after = _parse(buf, pos)
+                if reply is _INCOMPLETE:
+                    break
+                if not pending:
+                    raise ProtocolError("a reply from Redis that nothing asked for")
+                pos = after
+                future = pending.popleft()
+                if not future.done():  # a claim that timed out is skipped
+                    future.set_result(reply)  # type: ignore[arg-type]
+        except (ProtocolError, ValueError):
+            self.abort()
+            return
+        del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        error = ConnectionError("the connection to Redis was lost")
+        while self._pending:
+            future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+    @property
+    def usable(self) -> bool:
+        """Connected, and neither lost nor closing."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def send(self, payload: bytes) -> asyncio.Future[_Reply]:
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            raise ConnectionError("the connection to Redis is closed")
+        if len(self._pending) >= MAX_PENDING:
+            self.abort()
+            raise ConnectionError("too many Redis replies outstanding")
+        future: asyncio.Future[_Reply] = self._loop.create_future()
+        self._pending.append(future)
+        transport.write(payload)
+        return future
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()  # connection_lost fails what is pending
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _expire(future: asyncio.Future[_Reply], conn: _Connection, sent_at: float) -> None:
+    if future.done():
+        return
+    future.set_exception(TimeoutError("Redis did not answer in time"))
+    if conn.last_rx < sent_at:
+        # Nothing at all came back since this command went out: the
+        # connection (or Redis) is wedged. Drop it; the next call reconnects.
+        conn.abort()
+
+
+class LeanRedis:
+    """One pipelined connection to Redis, connected on demand.
+
+    Every call is bounded by ``timeout`` seconds, connecting included. A call
+    that meets a connection lost before it could be answered (Redis
+    restarted, say) is sent once more on a fresh one within the same bound,
+    so callers must only send commands that are safe to repeat.
+
+    Args:
+        address: Where and as whom to connect.
+        timeout: Seconds allowed for one call, connecting included.
+    """
+
+    def __init__(self, address: RedisAddress, *, timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._conn: _Connection | None = None
+        self._connecting: asyncio.Future[_Connection] | None = None
+        self._setup = self._setup_commands(address)
+
+    @staticmethod
+    def _setup_commands(address: RedisAddress) -> list[bytes]:
+        commands = []
+        if address.password is not None:
+            credentials = [address.password.encode()]
+            if address.username:
+                credentials.insert(0, address.username.encode())
+            commands.append(pack_command(b"AUTH", *credentials))
+        if address.db:
+            commands.append(pack_command(b"SELECT", str(address.db).encode()))
+        return commands
+
+    async def execute(self, payload: bytes) -> bytes | int | None:
+        """Send one packed command; return its reply.
+
+        Raises:
+            ConnectionError: Redis could not be reached, or hung up twice.
+            TimeoutError: no reply within ``timeout``.
+            ReplyError: Redis answered with an error.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        retried = False
+        while True:
+            conn = self._conn
+            if conn is None or not conn.usable:
+                conn = await self._connect(deadline)
+                fresh = True
+            else:
+                fresh = False
+            try:
+                reply = await self._call(conn, payload, deadline)
+            except ConnectionError:
+                # A pooled connection cut while idle fails on first use;
+                # one more try on a new connection hides that.
+                if fresh or retried or loop.time() >= deadline:
+                    raise
+                retried = True
+                continue
+            if isinstance(reply, ReplyError):
+                raise reply
+            return reply
+
+    @staticmethod
+    async def _call(conn: _Connection, payload: bytes, deadline: float) -> _Reply:
+        loop = asyncio.get_running_loop()
+        future = conn.send(payload)
+        timer = loop.call_at(deadline, _expire, future, conn, loop.time())
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    async def _connect(self, deadline: float) -> _Connection:
+        # Concurrent callers share one connection attempt.
+        if self._connecting is None:
+            loop = asyncio.get_running_loop()
+            self._connecting = loop.create_future()
+            attempt = self._connecting
+            try:
+                conn = await self._open(deadline)
+            except BaseException as exc:
+                failure = exc if isinstance(exc, Exception) else ConnectionError("cancelled")
+                attempt.set_exception(failure)
+                attempt.exception()  # retrieved: no "never retrieved" warning
+                raise
+            else:
+                attempt.set_result(conn)
+                return conn
+            finally:
+                self._connecting = None
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self, deadline: float) -> _Connection:
+        loop = asyncio.get_running_loop()
+        address = self.address
+        conn = _Connection(loop)
+        remaining = max(0.0, deadline - loop.time())
+        try:
+            if address.path is not None:
+                opening = loop.create_unix_connection(lambda: conn, address.path)
+            else:
+                opening = loop.create_connection(lambda: conn, address.host, address.port)
+            await bounded(opening, remaining)
+            replies = [conn.send(command) for command in self._setup]
+            for reply in await bounded(asyncio.gather(*replies), deadline - loop.time()):
+                if isinstance(reply, ReplyError):
+                    raise reply
+        except BaseException:
+            conn.abort()
+            raise
+        self._conn = conn
+        return conn
+
+    async def close(self) -> None:
+        """Close the connection; a later call opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

@@ -1,0 +1,257 @@
+"""The pipelined Redis connection behind ``redis://`` and ``unix://`` URLs.
+
+Against real Redis: ACL users and databases, many claims on one socket,
+replies split into single bytes by a real TCP relay. A hand-written server on
+127.0.0.1 stands in for Redis only where real Redis cannot misbehave: a reply
+of an unknown type, a reply nobody asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from sanic_wsauth import ConfigurationError, StoreUnavailable
+from sanic_wsauth.stores.redis import RedisReplayStore, set_nx_px
+from sanic_wsauth.stores.resp import RedisAddress, ReplyError, pack_command
+
+from .redis_support import RedisServer, count_keys, within
+
+RELAXED = 5.0
+
+
+def jti() -> str:
+    return uuid.uuid4().hex
+
+
+def soon() -> float:
+    return time.time() + 35
+
+
+# -- URLs and packing (no server) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("redis://127.0.0.1:6379/0", RedisAddress("127.0.0.1", 6379)),
+        ("redis://redis.internal", RedisAddress("redis.internal", 6379)),
+        ("redis://:pa%40ss@h:7000/3", RedisAddress("h", 7000, db=3, password="pa@ss")),
+        ("redis://alice:pw@h/2", RedisAddress("h", 6379, db=2, username="alice", password="pw")),
+        ("redis://h/1?db=4", RedisAddress("h", 6379, db=4)),
+        (
+            "unix:///run/redis.sock?db=2&password=pw",
+            RedisAddress(path="/run/redis.sock", db=2, password="pw"),
+        ),
+    ],
+)
+def test_plain_urls_are_parsed_for_the_pipelined_connection(
+    url: str, address: RedisAddress
+) -> None:
+    assert RedisAddress.from_url(url) == address
+    assert RedisReplayStore(url).pipelined is True
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://127.0.0.1:6380/0",
+        "redis://127.0.0.1:6379/0?socket_keepalive=true",
+        "unix:///run/redis.sock?db=1&client_name=x",
+    ],
+)
+def test_tls_and_driver_options_go_to_redis_py(url: str) -> None:
+    assert RedisAddress.from_url(url) is None
+    assert RedisReplayStore(url).pipelined is False
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:99999/0", "redis://127.0.0.1:6379/zero", "unix://?db=1"]
+)
+def test_malformed_plain_urls_are_refused_up_front(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        RedisReplayStore(url)
+    assert "unusable Redis URL" in str(info.value)
+
+
+def test_the_unrolled_set_is_the_generic_packing() -> None:
+    for key, ttl in [(b"wsauth:jti:" + b"a" * 32, 40_001), (b"k", 1000), (b"x" * 300, 9)]:
+        assert set_nx_px(key, ttl) == pack_command(
+            b"SET", key, b"1", b"NX", b"PX", str(ttl).encode()
+        )
+
+
+# -- real Redis ------------------------------------------------------------------
+
+
+def _clients(port: int) -> int:
+    admin = redis.Redis(port=port, socket_timeout=5)
+    try:
+        return int(admin.info("clients")["connected_clients"]) - 1  # minus admin
+    finally:
+        admin.close()
+
+
+@pytest.mark.redis
+async def test_concurrent_claims_share_one_connection(private_redis: RedisServer) -> None:
+    store = RedisReplayStore(private_redis.url, timeout=RELAXED)
+    await store.open()
+    try:
+        ids = [jti() for _ in range(300)]
+        assert await asyncio.gather(*(store.claim(i, soon()) for i in ids)) == [True] * 300
+        assert _clients(private_redis.port) == 1
+        # One ticket raced 50 times on that one socket: exactly one winner.
+        one = jti()
+        results = await asyncio.gather(*(store.claim(one, soon()) for _ in range(50)))
+        assert results.count(True) == 1
+        assert len(count_keys(private_redis.url, "wsauth:jti:")) == 301
+    finally:
+        await store.close()
+
+
+@pytest.mark.redis
+async def test_acl_user_and_database_from_the_url(redis_servers: Any) -> None:
+    server: RedisServer = redis_servers(
+        "--user", "alice", "on", ">alice-secret", "~wsauth:*", "+set", "+ping", "+select"
+    )  # fmt: skip
+    base = f"127.0.0.1:{server.port}"
+    store = RedisReplayStore(f"redis://alice:alice-secret@{base}/3", timeout=RELAXED)
+    wrong = RedisReplayStore(f"redis://alice:nope@{base}/3", timeout=RELAXED)
+    try:
+        a = jti()
+        assert await store.claim(a, soon()) is True
+        assert await store.claim(a, soon()) is False
+        assert count_keys(f"redis://{base}/3", "wsauth:jti:") != {}
+        assert count_keys(f"redis://{base}/0", "wsauth:jti:") == {}
+        with pytest.raises(StoreUnavailable) as info:
+            await wrong.claim(jti(), soon())
+        cause = info.value.__cause__
+        assert isinstance(cause, ReplyError) and str(cause).startswith("WRONGPASS")
+        assert "alice-secret" not in repr(store) and "nope" not in str(cause)
+    finally:
+        await store.close()
+        await wrong.close()
+
+
+@asynccontextmanager
+async def relay(port: int) -> AsyncIterator[int]:
+    """A TCP relay to Redis on ``port`` that hands replies back one byte at a time."""
+
+    async def pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dribble: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                for chunk in [data[i : i + 1] for i in range(len(data))] if dribble else [data]:
+                    writer.write(chunk)
+                    await writer.drain()
+                    if dribble:
+                        await asyncio.sleep(0)
+        except OSError:
+            pass  # the other side hung up
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+@pytest.mark.redis
+async def test_replies_split_into_single_bytes(redis_servers: Any) -> None:
+    server: RedisServer = redis_servers("--requirepass", "pw")
+    async with relay(server.port) as port:
+        store = RedisReplayStore(f"redis://:pw@127.0.0.1:{port}/5", timeout=RELAXED)
+        await store.open()  # AUTH, SELECT and PING replies, byte by byte
+        try:
+            ids = [jti() for _ in range(40)]
+            first = await asyncio.gather(*(store.claim(i, soon()) for i in ids))
+            again = await asyncio.gather(*(store.claim(i, soon()) for i in ids))
+            assert first == [True] * 40  # "+OK\r\n"
+            assert again == [False] * 40  # "$-1\r\n"
+        finally:
+            await store.close()
+
+
+@asynccontextmanager
+async def fake_redis(
+    answer: Callable[[bytes], bytes], connections: list[int] | None = None
+) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 that answers every read with ``answer(data)``."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if connections is not None:
+            connections.append(1)
+        try:
+            while data := await reader.read(65536):
+                writer.write(answer(data))
+        except OSError:
+            pass  # the store dropped the connection
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+    finally:
+        server.close()
+
+
+async def _refused_with(answer: Callable[[bytes], bytes]) -> BaseException | None:
+    async with fake_redis(answer) as url:
+        store = RedisReplayStore(url, timeout=RELAXED)
+        try:
+            async with within(RELAXED * 2):
+                with pytest.raises(StoreUnavailable) as info:
+                    await store.claim(jti(), soon())
+            return info.value.__cause__
+        finally:
+            await store.close()
+
+
+async def test_a_reply_of_unknown_type_fails_closed() -> None:
+    cause = await _refused_with(lambda data: b"!unknown\r\n")
+    # Dropped as a ProtocolError, retried once on a fresh connection, refused.
+    assert isinstance(cause, ConnectionError)
+
+
+async def test_a_truncated_stream_fails_closed() -> None:
+    cause = await _refused_with(lambda data: b"$5\r\nOK")  # then silence
+    assert isinstance(cause, TimeoutError)
+
+
+async def test_a_reply_nobody_asked_for_drops_the_connection() -> None:
+    # Two replies to one command: the spare one would pair every later claim
+    # with the reply to an earlier one, so the connection must go.
+    connections: list[int] = []
+    async with fake_redis(lambda data: b"$-1\r\n:7\r\n", connections) as url:
+        store = RedisReplayStore(url, timeout=RELAXED)
+        try:
+            assert await store.claim(jti(), soon()) is False  # nil: not a first use
+            assert await store.claim(jti(), soon()) is False
+            assert len(connections) == 2  # the second claim needed a new connection
+        finally:
+            await store.close()
+
+
+@pytest.mark.parametrize("reply", [b":1\r\n", b"+QUEUED\r\n", b"$1\r\n1\r\n"])
+async def test_any_other_reply_to_set_is_not_a_first_use(reply: bytes) -> None:
+    async with fake_redis(lambda data: reply) as url:
+        store = RedisReplayStore(url, timeout=RELAXED)
+        try:
+            assert await store.claim(jti(), soon()) is False
+        finally:
+            await store.close()
