@@ -20,7 +20,7 @@ import redis
 
 from sanic_wsauth import ConfigurationError, StoreUnavailable
 from sanic_wsauth.stores.redis import RedisReplayStore, set_nx_px
-from sanic_wsauth.stores.resp import RedisAddress, ReplyError, pack_command
+from sanic_wsauth.stores.resp import DroppedConnection, RedisAddress, ReplyError, pack_command
 
 from .redis_support import RedisServer, count_keys, within
 
@@ -140,6 +140,32 @@ async def test_acl_user_and_database_from_the_url(redis_servers: Any) -> None:
         await wrong.close()
 
 
+@pytest.mark.redis
+async def test_claims_in_flight_on_a_dropped_connection_are_not_resent(
+    private_redis: RedisServer,
+) -> None:
+    store = RedisReplayStore(private_redis.url, timeout=0.6)
+    await store.open()
+    try:
+        private_redis.pause()
+        first = asyncio.ensure_future(store.claim(jti(), soon()))
+        await asyncio.sleep(0.3)
+        second = asyncio.ensure_future(store.claim(jti(), soon()))
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        causes = [r.__cause__ if isinstance(r, StoreUnavailable) else r for r in results]
+        # The first timed out and, as nothing had come back since it was
+        # sent, dropped the connection. The second was in flight on it: had
+        # it been resent on a new connection, it could find the key of its
+        # own first SET and refuse an unused ticket as replayed.
+        assert isinstance(causes[0], TimeoutError), causes
+        assert isinstance(causes[1], DroppedConnection), causes
+        private_redis.resume()
+        assert await store.claim(jti(), soon()) is True  # a new connection
+    finally:
+        private_redis.resume()
+        await store.close()
+
+
 @asynccontextmanager
 async def relay(port: int) -> AsyncIterator[int]:
     """A TCP relay to Redis on ``port`` that hands replies back one byte at a time."""
@@ -224,8 +250,7 @@ async def _refused_with(answer: Callable[[bytes], bytes]) -> BaseException | Non
 
 async def test_a_reply_of_unknown_type_fails_closed() -> None:
     cause = await _refused_with(lambda data: b"!unknown\r\n")
-    # Dropped as a ProtocolError, retried once on a fresh connection, refused.
-    assert isinstance(cause, ConnectionError)
+    assert isinstance(cause, DroppedConnection)  # dropped, and the claim not resent
 
 
 async def test_a_truncated_stream_fails_closed() -> None:

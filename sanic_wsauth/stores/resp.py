@@ -29,6 +29,7 @@ from typing import TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = [
+    "DroppedConnection",
     "LeanRedis",
     "ProtocolError",
     "RedisAddress",
@@ -59,6 +60,15 @@ class ReplyError(Exception):
 
 class ProtocolError(ConnectionError):
     """Redis sent something that is not a RESP2 reply; the connection is dropped."""
+
+
+class DroppedConnection(ConnectionError):
+    """This side dropped the connection (wedged, or a garbled stream).
+
+    Commands in flight on it may have reached Redis, so they are not sent
+    again: a repeated ``SET NX`` would find its own key and refuse a ticket
+    that was never used.
+    """
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,7 @@ class _Connection(asyncio.Protocol):
         self._pending: deque[asyncio.Future[_Reply]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.dropped = False
         #: loop.time() of the last bytes received (or of the connect).
         self.last_rx = loop.time()
 
@@ -184,7 +195,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        error = ConnectionError("the connection to Redis was lost")
+        error = (
+            DroppedConnection("the connection to Redis was dropped")
+            if self.dropped
+            else ConnectionError("the connection to Redis was lost")
+        )
         while self._pending:
             future = self._pending.popleft()
             if not future.done():
@@ -209,6 +224,7 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
+            self.dropped = True
             self.transport.abort()  # connection_lost fails what is pending
 
     def close(self) -> None:
@@ -222,7 +238,8 @@ def _expire(future: asyncio.Future[_Reply], conn: _Connection, sent_at: float) -
     future.set_exception(TimeoutError("Redis did not answer in time"))
     if conn.last_rx < sent_at:
         # Nothing at all came back since this command went out: the
-        # connection (or Redis) is wedged. Drop it; the next call reconnects.
+        # connection (or Redis) is wedged. Drop it (what is in flight on it
+        # fails closed, unsent again); the next call reconnects.
         conn.abort()
 
 
@@ -230,9 +247,10 @@ class LeanRedis:
     """One pipelined connection to Redis, connected on demand.
 
     Every call is bounded by ``timeout`` seconds, connecting included. A call
-    that meets a connection lost before it could be answered (Redis
-    restarted, say) is sent once more on a fresh one within the same bound,
-    so callers must only send commands that are safe to repeat.
+    that meets a connection Redis closed before answering (a restart, say)
+    is sent once more on a fresh one within the same bound, so callers must
+    only send commands that are safe to repeat. A call on a connection this
+    side dropped (wedged, or garbled) is not repeated.
 
     Args:
         address: Where and as whom to connect.
@@ -279,9 +297,10 @@ class LeanRedis:
             try:
                 reply = await self._call(conn, payload, deadline)
             except ConnectionError:
-                # A pooled connection cut while idle fails on first use;
-                # one more try on a new connection hides that.
-                if fresh or retried or loop.time() >= deadline:
+                # A connection Redis cut while it sat idle (a restart) fails
+                # on first use; one more try on a new connection hides that.
+                # Not after this side dropped it: the SET may have landed.
+                if fresh or retried or conn.dropped or loop.time() >= deadline:
                     raise
                 retried = True
                 continue
