@@ -117,6 +117,25 @@ async def test_concurrent_claims_share_one_connection(private_redis: RedisServer
 
 
 @pytest.mark.redis
+async def test_pipelined_and_redis_py_stores_share_one_set(redis_url: str, key_prefix: str) -> None:
+    # Workers may differ in URL (one with a driver option): one set all the same.
+    lean = RedisReplayStore(redis_url, prefix=key_prefix, timeout=RELAXED)
+    pooled = RedisReplayStore(
+        redis_url + "?health_check_interval=0", prefix=key_prefix, timeout=RELAXED
+    )
+    try:
+        assert lean.pipelined and not pooled.pipelined
+        a, b = jti(), jti()
+        assert await lean.claim(a, soon()) is True
+        assert await pooled.claim(a, soon()) is False
+        assert await pooled.claim(b, soon()) is True
+        assert await lean.claim(b, soon()) is False
+    finally:
+        await lean.close()
+        await pooled.close()
+
+
+@pytest.mark.redis
 async def test_acl_user_and_database_from_the_url(redis_servers: Any) -> None:
     server: RedisServer = redis_servers(
         "--user", "alice", "on", ">alice-secret", "~wsauth:*", "+set", "+ping", "+select"

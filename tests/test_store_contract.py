@@ -1,8 +1,10 @@
 """The ReplayStore contract, run against every store.
 
 MemoryReplayStore runs on an injected clock. RedisReplayStore runs on the real
-Redis at 127.0.0.1:6379 under a key prefix of the test's own; its expiry is
-Redis's own, so that test waits for a real one-second entry to lapse.
+Redis at 127.0.0.1:6379 under a key prefix of the test's own, twice: on its
+pipelined connection (a plain URL) and on its redis-py pool (a URL with a
+driver option). Its expiry is Redis's own, so that test waits for a real
+one-second entry to lapse.
 """
 
 from __future__ import annotations
@@ -59,7 +61,13 @@ def jti() -> str:
     return uuid.uuid4().hex
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-py", marks=pytest.mark.redis),
+    ]
+)
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     clock = Clock()
     if request.param == "memory":
@@ -78,6 +86,9 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     else:
         url: str = request.getfixturevalue("redis_url")
         prefix: str = request.getfixturevalue("key_prefix")
+        pipelined = request.param == "redis"
+        if not pipelined:
+            url += "?health_check_interval=0"  # any driver option: the redis-py pool
 
         async def advance_redis(seconds: float) -> None:
             # Redis expires keys on its own clock: let real time pass.
@@ -93,8 +104,12 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
             lambda: RedisReplayStore(url, prefix=prefix, margin=0, clock=clock, timeout=10),
             clock,
             advance_redis,
-            broken=lambda: RedisReplayStore(f"redis://127.0.0.1:{free_port()}/0", prefix=prefix),
+            broken=lambda: RedisReplayStore(
+                f"redis://127.0.0.1:{free_port()}/0{'' if pipelined else '?db=0&ssl=false'}",
+                prefix=prefix,
+            ),
         )
+        assert RedisReplayStore(url).pipelined is pipelined
     yield h
     for store in h.opened:
         await store.close()
