@@ -102,9 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: dict[str, Any] = {
         "quick": quick,
         "micro_rounds": args.micro_rounds or (2 if quick else 15),
-        "e2e_rounds": args.e2e_rounds or (1 if quick else 12),
+        "e2e_rounds": args.e2e_rounds or (1 if quick else 10),
         "workers": args.workers or ([1] if quick else [1, 2]),
-        "cycles_per_client": args.cycles or (10 if quick else 300),
+        "cycles_per_client": args.cycles or (10 if quick else 600),
         "clients": args.clients,
         "concurrency": args.concurrency,
         "sanic_timeout": args.sanic_timeout,

@@ -49,7 +49,10 @@ DESCRIPTIONS: dict[str, str] = {
     "seed.verify.memory": "seed: pop the id from the in-process TTL cache",
     "ours.claim.memory": "MemoryReplayStore.claim(jti)",
     "ours.verify+claim.memory": "verify + MemoryReplayStore.claim",
-    "ours.claim.redis": "RedisReplayStore.claim(jti)",
+    "ours.claim.redis": "RedisReplayStore.claim(jti), pipelined connection",
+    "ours.claim.redis-py": "RedisReplayStore.claim(jti), redis-py pool (rediss://, options)",
+    "ours.claim.redis.x8": "the same, pipelined, 8 concurrent callers (time per claim)",
+    "ours.claim.redis-py.x8": "the same, redis-py pool, 8 concurrent callers (time per claim)",
     "redis.set_nx": "raw Redis SET NX EX (reference for a claim)",
     "seed.issue.redis": "seed: SET id subject EX 30",
     "seed.verify.redis": "seed: GETDEL id",
@@ -123,6 +126,35 @@ def _timed_async(
     return batch
 
 
+def _timed_concurrent(
+    loop: asyncio.AbstractEventLoop,
+    op: Callable[[Any], Awaitable[object]],
+    make: Callable[[int], list[Any]],
+    callers: int = 8,
+) -> Batch:
+    """Like :func:`_timed_async`, with ``callers`` tasks sharing the items.
+
+    Several handshakes in flight at once, as in a busy worker: the time per
+    operation is then the worker's cost, not one round trip's latency.
+    """
+
+    async def run(items: list[Any]) -> float:
+        queue = iter(items)
+
+        async def caller() -> None:
+            for item in queue:
+                await op(item)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        return time.perf_counter() - start
+
+    def batch(n: int) -> float:
+        return loop.run_until_complete(run(make(n)))
+
+    return batch
+
+
 def floor_verify(key: bytes, token: str) -> Callable[[], object]:
     """The least work any verify of ``token`` must do, inputs pre-split."""
     value, _, _ = token.rpartition(".")
@@ -159,6 +191,11 @@ def _redis_store(url: str, prefix: str, loop: asyncio.AbstractEventLoop) -> Any 
     store = RedisReplayStore(url, prefix=prefix)
     loop.run_until_complete(store.open())
     return store
+
+
+def _via_redis_py(url: str) -> str:
+    """``url`` with a driver option: the store then goes through redis-py."""
+    return url + ("&" if "?" in url else "?") + "health_check_interval=0"
 
 
 def run_micro(
@@ -225,7 +262,7 @@ def run_micro(
     }
     notes: list[str] = []
     client = _redis_client(redis_url, loop) if redis_url else None
-    store = None
+    store = pooled = None
     if client is None:
         notes.append("Redis unavailable: Redis cases skipped")
     else:
@@ -252,9 +289,19 @@ def run_micro(
             return loop.run_until_complete(make())
 
         store = _redis_store(redis_url or "", prefix + "jti:", loop)
-        if store is not None:
+        pooled = _redis_store(_via_redis_py(redis_url or ""), prefix + "jti:", loop)
+        if store is not None and pooled is not None:
             batches["ours.claim.redis"] = _timed_async(
                 loop, lambda jti: store.claim(jti, time.time() + 35), jtis
+            )
+            batches["ours.claim.redis-py"] = _timed_async(
+                loop, lambda jti: pooled.claim(jti, time.time() + 35), jtis
+            )
+            batches["ours.claim.redis.x8"] = _timed_concurrent(
+                loop, lambda jti: store.claim(jti, time.time() + 35), jtis
+            )
+            batches["ours.claim.redis-py.x8"] = _timed_concurrent(
+                loop, lambda jti: pooled.claim(jti, time.time() + 35), jtis
             )
         else:
             notes.append("sanic_wsauth.stores.redis not importable: RedisReplayStore skipped")
@@ -266,8 +313,9 @@ def run_micro(
     counts = {name: calibrate(batch, target) for name, batch in batches.items()}
     per_op = interleave(batches, counts, rounds)
 
-    if store is not None:
-        loop.run_until_complete(store.close())
+    for opened in (store, pooled):
+        if opened is not None:
+            loop.run_until_complete(opened.close())
     if client is not None:
         loop.run_until_complete(client.aclose())
     loop.close()
@@ -280,6 +328,16 @@ def run_micro(
         "pyjwt.decode / ours.verify": median_ratio(per_op, "pyjwt.decode", "ours.verify"),
         "pyjwt.encode / ours.issue": median_ratio(per_op, "pyjwt.encode", "ours.issue"),
     }
+    if "ours.claim.redis" in per_op:
+        result.ratios["ours.claim.redis-py / ours.claim.redis"] = median_ratio(
+            per_op, "ours.claim.redis-py", "ours.claim.redis"
+        )
+        result.ratios["ours.claim.redis-py.x8 / ours.claim.redis.x8"] = median_ratio(
+            per_op, "ours.claim.redis-py.x8", "ours.claim.redis.x8"
+        )
+        result.ratios["redis.set_nx / ours.claim.redis"] = median_ratio(
+            per_op, "redis.set_nx", "ours.claim.redis"
+        )
     return result
 
 
