@@ -262,8 +262,8 @@ class RedisReplayStore(ReplayStore):
             StoreUnavailable: Redis did not confirm either way within
                 ``timeout`` (down, stalled, refusing, or an error reply).
         """
-        ttl = self.ttl_ms(expires_at)
         try:
+            ttl = self.ttl_ms(expires_at)
             if self._lean is not None:
                 result = await self._lean.execute(set_nx_px(self._key_prefix + jti.encode(), ttl))
             else:
