@@ -9,7 +9,7 @@ import pytest
 from sanic import Request, Sanic
 
 from sanic_wsauth import ConfigurationError, WSAuth
-from sanic_wsauth.ext.origin import OriginPolicy, normalize_origin
+from sanic_wsauth.ext.origin import MEMO_SIZE, OriginPolicy, normalize_origin
 
 from ._raw import raw_upgrade
 from ._support import Served, handshake, serve
@@ -190,6 +190,23 @@ async def test_bad_allowlist_entries_stop_start_up(secret: str, app_name: str, e
     with pytest.raises(ConfigurationError, match="ALLOWED_ORIGINS"):
         async with serve(app):
             pass
+
+
+async def test_origin_decisions_hold_while_the_memo_churns(server: Any) -> None:
+    # Each distinct Origin string is parsed once and remembered; past
+    # MEMO_SIZE the memo starts afresh instead of growing.
+    srv, wsauth = server
+    policy = wsauth.origin_policy
+    for i in range(MEMO_SIZE + 50):
+        refused = await handshake(
+            f"{srv.ws}/ws?token={wsauth.issue('a')}", origin=f"https://evil{i}.example"
+        )
+        assert refused.status == 403
+        assert len(policy._memo) <= MEMO_SIZE
+        if i % 100 == 0:
+            for origin in (ALLOWED, srv.http):
+                ok = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}", origin=origin)
+                assert ok.status == 101
 
 
 def test_normalize_origin() -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zlib
 from base64 import urlsafe_b64encode
+from collections.abc import Callable
 
 import pytest
 from itsdangerous import SignatureExpired, URLSafeTimedSerializer
@@ -48,6 +49,42 @@ def frozen_stock(secret: str | list[str], at: float, salt: str = SALT) -> URLSaf
         signer=FrozenSigner,
         signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"},
     )
+
+
+def test_client_ip_may_be_a_function_called_only_for_bound_tickets(secret: str) -> None:
+    clock = Clock()
+    issuer, verifier = TicketIssuer(secret, clock=clock), TicketVerifier(secret, clock=clock)
+    calls: list[int] = []
+
+    def address(value: str | None) -> Callable[[], str | None]:
+        def lookup() -> str | None:
+            calls.append(1)
+            return value
+
+        return lookup
+
+    # Unbound: the (costly) lookup is never made.
+    assert verifier.verify(issuer.issue("a"), client_ip=address("10.0.0.1")).subject == "a"
+    assert calls == []
+    bound = issuer.issue("a", client_ip="10.0.0.1")
+    assert verifier.verify(bound, client_ip=address("10.0.0.1")).client_ip == "10.0.0.1"
+    for other in ("10.0.0.2", None, ""):
+        with pytest.raises(exc.IPMismatch):
+            verifier.verify(bound, client_ip=address(other))
+    assert len(calls) == 4
+
+
+def test_tickets_without_claims_get_an_empty_read_only_view(secret: str) -> None:
+    clock = Clock()
+    issuer, verifier = TicketIssuer(secret, clock=clock), TicketVerifier(secret, clock=clock)
+    plain = [verifier.verify(issuer.issue("a")) for _ in range(2)]
+    rich = verifier.verify(issuer.issue("a", claims={"role": "admin"}))
+    for ticket in plain:
+        assert dict(ticket.claims) == {} and len(ticket.claims) == 0
+        with pytest.raises(TypeError):
+            ticket.claims["role"] = "admin"  # type: ignore[index]
+    assert dict(rich.claims) == {"role": "admin"}  # no claims leak between tickets
+    assert dict(plain[0].claims) == {}
 
 
 def test_round_trip_carries_every_field(secret: str) -> None:

@@ -124,8 +124,11 @@ class HandshakeGuard:
                 made only after every other check passed.
         """
         wsauth = self._wsauth
+        # The client address (proxy headers parsed) only for an IP-bound ticket.
         ticket = wsauth.verifier.verify(
-            token, audience=_route_audience(request, policy), client_ip=request.client_ip
+            token,
+            audience=_route_audience(request, policy),
+            client_ip=lambda: request.client_ip,
         )
         if wsauth.config.require_audience and ticket.audience is None:
             raise AudienceMismatch("ticket has no audience")

@@ -11,6 +11,9 @@ from ..exceptions import OriginForbidden
 __all__ = ["OriginPolicy", "normalize_origin"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+#: Distinct origin strings remembered per policy; past this the memo starts
+#: afresh, so odd Origin headers cannot grow it without bound.
+MEMO_SIZE = 512
 _HTTP_SCHEME = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
 
@@ -53,7 +56,7 @@ class OriginPolicy:
     ``allow_missing`` is False.
     """
 
-    __slots__ = ("allow_missing", "allowed")
+    __slots__ = ("_memo", "allow_missing", "allowed")
 
     def __init__(self, allowed: tuple[str, ...], *, allow_missing: bool) -> None:
         normalized = set()
@@ -66,6 +69,20 @@ class OriginPolicy:
             normalized.add(value)
         self.allowed = frozenset(normalized)
         self.allow_missing = allow_missing
+        # A site sees a handful of origins, each on every handshake: parse
+        # each string once (normalize_origin is pure).
+        self._memo: dict[str, str | None] = {}
+
+    def _normalize(self, origin: str) -> str | None:
+        memo = self._memo
+        try:
+            return memo[origin]
+        except KeyError:
+            pass
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        value = memo[origin] = normalize_origin(origin)
+        return value
 
     def check(self, request: Request) -> None:
         """Raise :class:`OriginForbidden` unless the request's origin is allowed."""
@@ -76,16 +93,15 @@ class OriginPolicy:
             raise OriginForbidden("no Origin header")
         if len(values) > 1:
             raise OriginForbidden("several Origin headers")
-        origin = normalize_origin(values[0])
+        origin = self._normalize(values[0])
         if origin is None:
             raise OriginForbidden("unparseable Origin")
         if origin in self.allowed or origin == self._own_origin(request):
             return
         raise OriginForbidden()
 
-    @staticmethod
-    def _own_origin(request: Request) -> str | None:
+    def _own_origin(self, request: Request) -> str | None:
         try:
-            return normalize_origin(f"{request.scheme}://{request.host}")
+            return self._normalize(f"{request.scheme}://{request.host}")
         except Exception:  # noqa: BLE001 - a bad Host header just never matches
             return None

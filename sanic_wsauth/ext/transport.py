@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from sanic import Request
 
 from ..exceptions import MalformedTicket, MissingTicket
@@ -35,6 +37,19 @@ def _take_protocol_ticket(request: Request, prefix: str) -> str | None:
     return tickets[0]
 
 
+def _query_values(request: Request, name: str) -> list[str]:
+    """Every non-empty value of ``name`` in the query string.
+
+    What ``request.args.getlist(name)`` gives (the same ``parse_qsl`` call),
+    without Sanic caching the parsed query on the request, which outlives the
+    handshake; and with no parsing at all when the name cannot be there.
+    """
+    query = request.query_string
+    if not query or (name not in query and "%" not in query and "+" not in query):
+        return []
+    return [value for key, value in parse_qsl(query, errors="replace") if key == name]
+
+
 def extract_ticket(request: Request, *, query_param: str, prefix: str) -> str:
     """Return the one ticket the request carries.
 
@@ -43,7 +58,7 @@ def extract_ticket(request: Request, *, query_param: str, prefix: str) -> str:
         MalformedTicket: more than one ticket was presented.
     """
     from_protocol = _take_protocol_ticket(request, prefix)
-    from_query = request.args.getlist(query_param) if query_param in request.args else []
+    from_query = _query_values(request, query_param)
     if len(from_query) > 1 or (from_query and from_protocol is not None):
         raise MalformedTicket("more than one ticket presented")
     ticket = from_protocol if from_protocol is not None else (from_query or [""])[0]
