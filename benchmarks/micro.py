@@ -28,6 +28,7 @@ from sanic_wsauth.tokens import (
     stock_serializer,
 )
 
+from .guard import guard_batches
 from .seed import RedisTicketCache, TTLTicketCache
 from .timing import Batch, calibrate, interleave, median, median_ratio
 
@@ -49,6 +50,9 @@ DESCRIPTIONS: dict[str, str] = {
     "seed.verify.memory": "seed: pop the id from the in-process TTL cache",
     "ours.claim.memory": "MemoryReplayStore.claim(jti)",
     "ours.verify+claim.memory": "verify + MemoryReplayStore.claim",
+    "guard.public": "the guard middleware on a real Request, @public route (baseline)",
+    "guard.ticket": "the guard middleware, ticket in the query, memory store",
+    "guard.ticket+origin": "the same with an Origin header (the server's own)",
     "ours.claim.redis": "RedisReplayStore.claim(jti), pipelined connection",
     "ours.claim.redis-py": "RedisReplayStore.claim(jti), redis-py pool (rediss://, options)",
     "ours.claim.redis.x8": "the same, pipelined, 8 concurrent callers (time per claim)",
@@ -259,6 +263,7 @@ def run_micro(
         "seed.verify.memory": _timed_fresh(lambda t: cache.consume(t), seed_ids),
         "ours.claim.memory": _timed_async(loop, claim, jtis),
         "ours.verify+claim.memory": _timed_async(loop, verify_and_claim, verify_and_claim_tokens),
+        **guard_batches(loop, secret, SUBJECT),
     }
     notes: list[str] = []
     client = _redis_client(redis_url, loop) if redis_url else None
@@ -327,6 +332,9 @@ def run_micro(
         "stock.dumps / ours.issue": median_ratio(per_op, "stock.dumps", "ours.issue"),
         "pyjwt.decode / ours.verify": median_ratio(per_op, "pyjwt.decode", "ours.verify"),
         "pyjwt.encode / ours.issue": median_ratio(per_op, "pyjwt.encode", "ours.issue"),
+        "guard.ticket / ours.verify+claim.memory": median_ratio(
+            per_op, "guard.ticket", "ours.verify+claim.memory"
+        ),
     }
     if "ours.claim.redis" in per_op:
         result.ratios["ours.claim.redis-py / ours.claim.redis"] = median_ratio(
