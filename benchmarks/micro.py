@@ -121,29 +121,13 @@ def _timed_async(
     loop: asyncio.AbstractEventLoop,
     op: Callable[[Any], Awaitable[object]],
     make: Callable[[int], list[Any]],
+    callers: int = 1,
 ) -> Batch:
-    async def run(items: list[Any]) -> float:
-        start = time.perf_counter()
-        for item in items:
-            await op(item)
-        return time.perf_counter() - start
+    """Like :func:`_timed_fresh`, for coroutines, awaited by ``callers`` tasks.
 
-    def batch(n: int) -> float:
-        return loop.run_until_complete(run(make(n)))
-
-    return batch
-
-
-def _timed_concurrent(
-    loop: asyncio.AbstractEventLoop,
-    op: Callable[[Any], Awaitable[object]],
-    make: Callable[[int], list[Any]],
-    callers: int = 8,
-) -> Batch:
-    """Like :func:`_timed_async`, with ``callers`` tasks sharing the items.
-
-    Several handshakes in flight at once, as in a busy worker: the time per
-    operation is then the worker's cost, not one round trip's latency.
+    One caller awaits each operation in turn (for Redis: one round trip's
+    latency). Several share the items, as handshakes in flight at once in a
+    busy worker: the time per operation is then the worker's cost.
     """
 
     async def run(items: list[Any]) -> float:
@@ -306,11 +290,11 @@ def run_micro(
             batches["ours.claim.redis-py"] = _timed_async(
                 loop, lambda jti: pooled.claim(jti, time.time() + 35), jtis
             )
-            batches["ours.claim.redis.x8"] = _timed_concurrent(
-                loop, lambda jti: store.claim(jti, time.time() + 35), jtis
+            batches["ours.claim.redis.x8"] = _timed_async(
+                loop, lambda jti: store.claim(jti, time.time() + 35), jtis, callers=8
             )
-            batches["ours.claim.redis-py.x8"] = _timed_concurrent(
-                loop, lambda jti: pooled.claim(jti, time.time() + 35), jtis
+            batches["ours.claim.redis-py.x8"] = _timed_async(
+                loop, lambda jti: pooled.claim(jti, time.time() + 35), jtis, callers=8
             )
         else:
             notes.append("sanic_wsauth.stores.redis not importable: RedisReplayStore skipped")
