@@ -96,9 +96,8 @@ class RedisAddress:
         if not query.keys() <= _QUERY_KEYS:
             return None
         username = query.get("username") or (unquote(parts.username) if parts.username else None)
-        password = query.get("password") or (
-            unquote(parts.password) if parts.password is not None else None
-        )
+        # An empty password is no password: no AUTH is sent.
+        password = query.get("password") or (unquote(parts.password) if parts.password else None)
         if parts.scheme == "unix":
             if not parts.path:
                 raise ValueError("a unix:// URL needs a socket path")
@@ -112,7 +111,7 @@ class RedisAddress:
             port=port,
             db=db,
             username=username,
-            password=password or None,
+            password=password,
         )
 
 
@@ -295,7 +294,7 @@ class LeanRedis:
             else:
                 fresh = False
             try:
-                reply = await self._call(conn, payload, deadline)
+                reply = await self._call(loop, conn, payload, deadline)
             except ConnectionError:
                 # A connection Redis cut while it sat idle (a restart) fails
                 # on first use; one more try on a new connection hides that.
@@ -309,8 +308,9 @@ class LeanRedis:
             return reply
 
     @staticmethod
-    async def _call(conn: _Connection, payload: bytes, deadline: float) -> _Reply:
-        loop = asyncio.get_running_loop()
+    async def _call(
+        loop: asyncio.AbstractEventLoop, conn: _Connection, payload: bytes, deadline: float
+    ) -> _Reply:
         future = conn.send(payload)
         timer = loop.call_at(deadline, _expire, future, conn, loop.time())
         try:
