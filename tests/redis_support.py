@@ -82,6 +82,15 @@ def _answers(url: str) -> bool:
         client.close()
 
 
+def connected_clients(port: int) -> int:
+    """Clients connected to the Redis on ``port``, not counting this query's own."""
+    admin = redis.Redis(port=port, socket_timeout=5)
+    try:
+        return int(admin.info("clients")["connected_clients"]) - 1
+    finally:
+        admin.close()
+
+
 def count_keys(url: str, prefix: str) -> dict[bytes, int]:
     """Every key under ``prefix`` with its remaining time to live (ms)."""
     client = redis.Redis.from_url(url, socket_timeout=5)

@@ -28,7 +28,7 @@ from sanic_wsauth.stores.redis import MIN_TTL_MS, RedisReplayStore
 from sanic_wsauth.stores.resp import ReplyError
 
 from ._support import echo_subject, fetch_ticket, free_port, handshake, serve
-from .redis_support import RedisServer, count_keys, within
+from .redis_support import RedisServer, connected_clients, count_keys, within
 
 NOW = 1_000_000.0
 #: The store's timeout where a test is about answers, not time: bursts of
@@ -270,26 +270,20 @@ async def test_unix_socket_url(redis_servers: Any, key_prefix: str) -> None:
 
 
 @pytest.mark.redis
-async def test_close_releases_the_pool(private_redis: RedisServer) -> None:
-    admin = redis.Redis(port=private_redis.port, socket_timeout=5)
-
-    def others() -> int:
-        return int(admin.info("clients")["connected_clients"]) - 1  # minus admin
-
-    try:
-        store = RedisReplayStore(private_redis.url, timeout=RELAXED)
-        await store.open()
-        await asyncio.gather(*(store.claim(jti(), time.time() + 35) for _ in range(20)))
-        assert others() >= 1
-        await store.close()
-        assert store.client is None
-        deadline = time.monotonic() + LIVENESS
-        while others() != 0:
-            assert time.monotonic() < deadline, "connections left open after close()"
-            await asyncio.sleep(0.05)
-        await store.close()  # idempotent
-    finally:
-        admin.close()
+@pytest.mark.parametrize("options", ["", "?health_check_interval=0"], ids=["pipelined", "redis-py"])
+async def test_close_releases_the_connections(private_redis: RedisServer, options: str) -> None:
+    store = RedisReplayStore(private_redis.url + options, timeout=RELAXED)
+    assert store.pipelined is (options == "")
+    await store.open()
+    await asyncio.gather(*(store.claim(jti(), time.time() + 35) for _ in range(20)))
+    assert connected_clients(private_redis.port) >= 1
+    await store.close()
+    assert store.client is None
+    deadline = time.monotonic() + LIVENESS
+    while connected_clients(private_redis.port) != 0:
+        assert time.monotonic() < deadline, "connections left open after close()"
+        await asyncio.sleep(0.05)
+    await store.close()  # idempotent
 
 
 # -- real faults ---------------------------------------------------------------

@@ -16,13 +16,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import redis
 
 from sanic_wsauth import ConfigurationError, StoreUnavailable
 from sanic_wsauth.stores.redis import RedisReplayStore, set_nx_px
 from sanic_wsauth.stores.resp import DroppedConnection, RedisAddress, ReplyError, pack_command
 
-from .redis_support import RedisServer, count_keys, within
+from .redis_support import RedisServer, connected_clients, count_keys, within
 
 RELAXED = 5.0
 
@@ -50,6 +49,8 @@ def soon() -> float:
             "unix:///run/redis.sock?db=2&password=pw",
             RedisAddress(path="/run/redis.sock", db=2, password="pw"),
         ),
+        ("redis://:@h/0", RedisAddress("h", 6379)),  # an empty password: no AUTH
+        ("unix://:@/run/redis.sock", RedisAddress(path="/run/redis.sock")),
     ],
 )
 def test_plain_urls_are_parsed_for_the_pipelined_connection(
@@ -91,14 +92,6 @@ def test_the_unrolled_set_is_the_generic_packing() -> None:
 # -- real Redis ------------------------------------------------------------------
 
 
-def _clients(port: int) -> int:
-    admin = redis.Redis(port=port, socket_timeout=5)
-    try:
-        return int(admin.info("clients")["connected_clients"]) - 1  # minus admin
-    finally:
-        admin.close()
-
-
 @pytest.mark.redis
 async def test_concurrent_claims_share_one_connection(private_redis: RedisServer) -> None:
     store = RedisReplayStore(private_redis.url, timeout=RELAXED)
@@ -106,7 +99,7 @@ async def test_concurrent_claims_share_one_connection(private_redis: RedisServer
     try:
         ids = [jti() for _ in range(300)]
         assert await asyncio.gather(*(store.claim(i, soon()) for i in ids)) == [True] * 300
-        assert _clients(private_redis.port) == 1
+        assert connected_clients(private_redis.port) == 1
         # One ticket raced 50 times on that one socket: exactly one winner.
         one = jti()
         results = await asyncio.gather(*(store.claim(one, soon()) for _ in range(50)))
