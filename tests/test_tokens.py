@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -11,10 +12,13 @@ from base64 import urlsafe_b64encode
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from itsdangerous import SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.timed import TimestampSigner
 
 from sanic_wsauth import exceptions as exc
+from sanic_wsauth import tokens
 from sanic_wsauth.tokens import (
     COMPRESS_MIN_BYTES,
     SALT,
@@ -85,6 +89,24 @@ def test_tickets_without_claims_get_an_empty_read_only_view(secret: str) -> None
             ticket.claims["role"] = "admin"  # type: ignore[index]
     assert dict(rich.claims) == {"role": "admin"}  # no claims leak between tickets
     assert dict(plain[0].claims) == {}
+
+
+@pytest.mark.parametrize("hash_factory", ["builtin", "hashlib"])
+def test_precomputed_hmac_matches_the_standard_library(
+    hash_factory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if hash_factory == "hashlib":  # the fallback for a CPython without _sha2/_sha256
+        monkeypatch.setattr(tokens, "_SHA256", hashlib.sha256)
+    else:
+        assert tokens._SHA256 is not hashlib.sha256  # CPython's own SHA-256 is in use
+    for key_len in (0, 1, 31, 32, 63, 64, 65, 200):
+        key = bytes(range(256))[:key_len]
+        mac = tokens._HmacSha256(key)
+        for msg_len in (0, 1, 55, 56, 63, 64, 65, 150, 1000):
+            msg = bytes((i * 7 + key_len) % 256 for i in range(msg_len))
+            assert mac.sign(msg) == hmac.digest(key, msg, "sha256"), (key_len, msg_len)
+        # Each signature starts from the stored states: signing again is the same.
+        assert mac.sign(b"x") == mac.sign(b"x") == hmac.digest(key, b"x", "sha256")
 
 
 def test_round_trip_carries_every_field(secret: str) -> None:
@@ -402,3 +424,42 @@ def test_token_core_imports_no_sanic_and_no_redis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    jti=st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+    | st.text(alphabet='0123456789abcdefABCDEF"\\x', min_size=30, max_size=34),
+    subject=st.text(max_size=40),
+    extra=st.sampled_from(["", ',"aud":"/ws"', ',"sub":"again"', " ", '"', "}", "\x01", "\\"]),
+)
+def test_plain_payload_reader_agrees_with_json(jti: str, subject: str, extra: str) -> None:
+    """Where the string-operation reader answers, json.loads gives the same."""
+    text = _ENCODE({"jti": jti, "sub": subject})
+    candidates = (
+        text,
+        text[:-1] + extra + "}",
+        text[:-2] + extra + '"}',
+        text.replace('","sub"', extra + '","sub"'),
+    )
+    for candidate in candidates:
+        plain = tokens._plain_ticket(candidate)
+        if plain is not None:
+            assert plain == json.loads(candidate)
+
+
+def test_plain_payload_reader_takes_our_plain_tickets(secret: str) -> None:
+    issuer = TicketIssuer(secret)
+    for subject in ("bench-user", "user@example.com", "Zoë 42", "a" * 256):
+        payload, _ = decode_unverified(issuer.issue(subject))
+        text = _ENCODE(payload)
+        assert tokens._plain_ticket(text) == payload == {"jti": payload["jti"], "sub": subject}
+    # Not plain: left to the JSON scanner.
+    for subject in ('say "hi"', "back\\slash", "tab\there", "nul\x00"):
+        text = _ENCODE({"jti": "0" * 32, "sub": subject})
+        assert tokens._plain_ticket(text) is None
+    assert tokens._plain_ticket(_ENCODE({"jti": "0" * 32, "sub": "a", "aud": "/ws"})) is None
+    assert tokens._plain_ticket(_ENCODE({"sub": "a", "jti": "0" * 32})) is None
