@@ -12,7 +12,7 @@ from sanic import Request, Sanic
 from ..exceptions import ConfigurationError, WSAuthError
 from ..stores.base import ReplayStore
 from ..stores.memory import MemoryReplayStore
-from ..tokens import Ticket, TicketIssuer, TicketVerifier
+from ..tokens import TicketIssuer, TicketVerifier
 from .config import WSAuthConfig, config_key, resolve_config
 from .endpoint import Authenticate, Authorize, TicketEndpoint
 from .guard import HandshakeGuard
@@ -20,7 +20,7 @@ from .lifetime import LifetimeManager
 from .origin import OriginPolicy
 from .policy import audience, public
 from .redaction import TicketRedactor, install_redaction
-from .signals import TICKET_ACCEPTED, TICKET_REJECTED, notify
+from .signals import TICKET_REJECTED, notify
 from .static import register_static
 
 __all__ = ["WSAuth"]
@@ -227,7 +227,3 @@ class WSAuth:
     async def _observe_rejection(self, request: Request, error: WSAuthError) -> None:
         self.counters[error.reason] += 1
         await notify(self.app, TICKET_REJECTED, {"request": request, "reason": error.reason})
-
-    async def _observe_acceptance(self, request: Request, ticket: Ticket) -> None:
-        self.counters["accepted"] += 1
-        await notify(self.app, TICKET_ACCEPTED, {"request": request, "subject": ticket.subject})

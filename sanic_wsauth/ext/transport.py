@@ -45,8 +45,16 @@ def _query_values(request: Request, name: str) -> list[str]:
     handshake; and with no parsing at all when the name cannot be there.
     """
     query = request.query_string
-    if not query or (name not in query and "%" not in query and "+" not in query):
+    if not query:
         return []
+    if "%" not in query and "+" not in query:
+        if name not in query:
+            return []
+        if "&" not in query:
+            # One pair with nothing to decode (``token=<ticket>``, the usual
+            # handshake): what parse_qsl gives, without running it.
+            key, equals, value = query.partition("=")
+            return [value] if equals and value and key == name else []
     return [value for key, value in parse_qsl(query, errors="replace") if key == name]
 
 

@@ -1,0 +1,66 @@
+"""Reading the ticket from the query string: the same values Sanic's own parsing gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+from sanic import Request, Sanic
+from sanic.compat import Header
+
+from sanic_wsauth.ext.transport import _query_values
+
+_app: Sanic[Any, Any] = Sanic("wsauth_transport_property")
+
+
+def _request(query: str) -> Request:
+    target = f"/ws?{query}".encode()
+    return Request(target, Header({"host": "127.0.0.1"}), "1.1", "GET", None, _app)  # type: ignore[arg-type]
+
+
+# Query strings built from the characters that matter to the parser.
+queries = st.text(alphabet="token=&%+;2aF0é ~.-_", max_size=40) | st.builds(
+    lambda pairs: "&".join(pairs),
+    st.lists(st.sampled_from(["token=abc", "token=", "token", "=x", "x=1", "tok%65n=v", "a+b=c"])),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(query=queries)
+@example(query="token=abc")
+@example(query="token=a=b")
+@example(query="token")
+@example(query="token=")
+@example(query="=token")
+@example(query="tokens=abc")
+@example(query="xtoken=abc")
+@example(query="token=a;token=b")
+@example(query="token=a&token=b")
+@example(query="tok%65n=abc")
+@example(query="token=a+b")
+def test_query_values_match_sanic_args(query: str) -> None:
+    try:
+        request = _request(query)
+        expected = request.args.getlist("token")  # Sanic's parse_qsl, a fresh request
+    except Exception:  # noqa: BLE001 - not a URL httptools accepts: not a request
+        assume(False)
+    assert _query_values(_request(query), "token") == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "values"),
+    [
+        ("token=abc", ["abc"]),
+        ("token=a=b", ["a=b"]),
+        ("token=", []),
+        ("tokens=abc", []),
+        ("token=a&token=b", ["a", "b"]),
+        ("tok%65n=abc", ["abc"]),
+        ("token=a+b", ["a b"]),
+        ("", []),
+    ],
+)
+def test_query_values(query: str, values: list[str]) -> None:
+    assert _query_values(_request(query), "token") == values
