@@ -292,3 +292,61 @@ async def test_any_other_reply_to_set_is_not_a_first_use(reply: bytes) -> None:
             assert await store.claim(jti(), soon()) is False
         finally:
             await store.close()
+
+
+async def test_each_claim_times_out_at_its_own_deadline_on_a_slow_connection() -> None:
+    # A slow Redis that still answers: replies come back in order, late. One
+    # watchdog timer per connection must fail each claim at its own deadline,
+    # and keep the connection, which is not wedged (replies keep coming).
+    timeout = 0.5
+    delays = iter([0.3, 0.9, 0.9])  # the reply to each command, after this long
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        loop = asyncio.get_running_loop()
+        ready = 0.0
+        try:
+            while data := await reader.read(65536):
+                for _ in range(data.count(b"*")):  # one reply per command, in order
+                    ready = max(loop.time() + next(delays, 0.0), ready)
+                    loop.call_at(ready, writer.write, b"+OK\r\n")
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+    store = RedisReplayStore(url, timeout=timeout)
+    loop = asyncio.get_running_loop()
+
+    async def timed_claim() -> tuple[BaseException | None, float]:
+        start = loop.time()
+        try:
+            await store.claim(jti(), soon())
+            return None, loop.time() - start
+        except StoreUnavailable as exc:
+            return exc.__cause__, loop.time() - start
+
+    try:
+        async with within(RELAXED):
+            first = asyncio.ensure_future(timed_claim())  # answered after 0.3 s
+            await asyncio.sleep(0.1)
+            late_a = asyncio.ensure_future(timed_claim())  # answered after its deadline
+            await asyncio.sleep(0.1)
+            late_b = asyncio.ensure_future(timed_claim())
+            (ok, _), (cause_a, took_a), (cause_b, took_b) = await asyncio.gather(
+                first, late_a, late_b
+            )
+            assert ok is None
+            for cause, took in ((cause_a, took_a), (cause_b, took_b)):
+                assert isinstance(cause, TimeoutError), cause
+                assert timeout - 0.01 <= took < timeout + 0.25, took
+            # Not wedged (a reply came after each was sent): the same
+            # connection serves the next claim once the late replies are in.
+            assert await store.claim(jti(), soon()) is True
+            assert len(connections) == 1
+    finally:
+        await store.close()
+        server.close()

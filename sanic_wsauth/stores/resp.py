@@ -44,6 +44,9 @@ _T = TypeVar("_T")
 _QUERY_KEYS = frozenset({"db", "username", "password"})
 #: A connection with this many replies outstanding is considered wedged.
 MAX_PENDING = 65_536
+_NEVER = float("inf")
+#: Seconds: a command due this close to a watchdog pass is failed in it.
+_TIMER_SLACK = 0.001
 
 
 async def bounded(call: Awaitable[_T], timeout: float) -> _T:
@@ -153,12 +156,22 @@ def _parse(buf: bytearray, pos: int) -> tuple[object, int]:
 
 
 class _Connection(asyncio.Protocol):
-    """One socket; replies resolve the oldest pending future."""
+    """One socket; replies resolve the oldest pending future.
+
+    Each command waits until its deadline. One timer per connection (the
+    watchdog), armed for the earliest deadline in flight, enforces them all:
+    a command costs no timer of its own, which in a busy worker is a
+    noticeable share of a claim (a timer handle made and cancelled each
+    time).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._buf = bytearray()
-        self._pending: deque[asyncio.Future[_Reply]] = deque()
+        #: (future, deadline, sent at), in the order the commands went out.
+        self._pending: deque[tuple[asyncio.Future[_Reply], float, float]] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watch_at = _NEVER
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.dropped = False
@@ -184,7 +197,7 @@ class _Connection(asyncio.Protocol):
                 if not pending:
                     raise ProtocolError("a reply from Redis that nothing asked for")
                 pos = after
-                future = pending.popleft()
+                future = pending.popleft()[0]
                 if not future.done():  # a claim that timed out is skipped
                     future.set_result(reply)  # type: ignore[arg-type]
         except (ProtocolError, ValueError):
@@ -194,13 +207,16 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         error = (
             DroppedConnection("the connection to Redis was dropped")
             if self.dropped
             else ConnectionError("the connection to Redis was lost")
         )
         while self._pending:
-            future = self._pending.popleft()
+            future = self._pending.popleft()[0]
             if not future.done():
                 future.set_exception(error)
 
@@ -209,17 +225,53 @@ class _Connection(asyncio.Protocol):
         """Connected, and neither lost nor closing."""
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
-    def send(self, payload: bytes) -> asyncio.Future[_Reply]:
+    def send(self, payload: bytes, deadline: float) -> asyncio.Future[_Reply]:
+        """Write one packed command; its future fails with ``TimeoutError`` at ``deadline``."""
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
             raise ConnectionError("the connection to Redis is closed")
         if len(self._pending) >= MAX_PENDING:
             self.abort()
             raise ConnectionError("too many Redis replies outstanding")
-        future: asyncio.Future[_Reply] = self._loop.create_future()
-        self._pending.append(future)
+        loop = self._loop
+        future: asyncio.Future[_Reply] = loop.create_future()
+        self._pending.append((future, deadline, loop.time()))
         transport.write(payload)
+        if deadline < self._watch_at:
+            self._arm(deadline)
         return future
+
+    def _arm(self, when: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watch_at = when
+        self._watchdog = self._loop.call_at(when, self._expire, when)
+
+    def _expire(self, when: float) -> None:
+        """The watchdog: fail every command now due; re-arm for the next one."""
+        self._watchdog = None
+        self._watch_at = _NEVER
+        # Due: what a timer of its own would have fired for in this same
+        # loop pass (timers fire to the millisecond).
+        now = max(when, self._loop.time()) + _TIMER_SLACK
+        earliest = _NEVER
+        wedged = False
+        for future, deadline, sent_at in list(self._pending):
+            if future.done():
+                continue
+            if deadline > now:
+                earliest = min(earliest, deadline)
+                continue
+            future.set_exception(TimeoutError("Redis did not answer in time"))
+            # Nothing at all came back since this command went out: the
+            # connection (or Redis) is wedged.
+            wedged = wedged or self.last_rx < sent_at
+        if wedged:
+            # Drop it: what else is in flight on it fails closed (and is not
+            # sent again); the next call reconnects.
+            self.abort()
+        elif earliest < _NEVER:
+            self._arm(earliest)
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
@@ -229,17 +281,6 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
-
-
-def _expire(future: asyncio.Future[_Reply], conn: _Connection, sent_at: float) -> None:
-    if future.done():
-        return
-    future.set_exception(TimeoutError("Redis did not answer in time"))
-    if conn.last_rx < sent_at:
-        # Nothing at all came back since this command went out: the
-        # connection (or Redis) is wedged. Drop it (what is in flight on it
-        # fails closed, unsent again); the next call reconnects.
-        conn.abort()
 
 
 class LeanRedis:
@@ -294,7 +335,7 @@ class LeanRedis:
             else:
                 fresh = False
             try:
-                reply = await self._call(loop, conn, payload, deadline)
+                reply = await conn.send(payload, deadline)
             except ConnectionError:
                 # A connection Redis cut while it sat idle (a restart) fails
                 # on first use; one more try on a new connection hides that.
@@ -306,17 +347,6 @@ class LeanRedis:
             if isinstance(reply, ReplyError):
                 raise reply
             return reply
-
-    @staticmethod
-    async def _call(
-        loop: asyncio.AbstractEventLoop, conn: _Connection, payload: bytes, deadline: float
-    ) -> _Reply:
-        future = conn.send(payload)
-        timer = loop.call_at(deadline, _expire, future, conn, loop.time())
-        try:
-            return await future
-        finally:
-            timer.cancel()
 
     async def _connect(self, deadline: float) -> _Connection:
         # Concurrent callers share one connection attempt.
@@ -349,7 +379,7 @@ class LeanRedis:
             else:
                 opening = loop.create_connection(lambda: conn, address.host, address.port)
             await bounded(opening, remaining)
-            replies = [conn.send(command) for command in self._setup]
+            replies = [conn.send(command, deadline) for command in self._setup]
             for reply in await bounded(asyncio.gather(*replies), deadline - loop.time()):
                 if isinstance(reply, ReplyError):
                     raise reply
