@@ -1,8 +1,11 @@
 """End to end: real Sanic servers in subprocesses, load from client processes.
 
-For each worker count, one server per variant is started (ephemeral ports on
-127.0.0.1) and every configuration runs once per round, the order rotating
-from round to round, so that drift on a shared machine hits all of them.
+For each worker count, every configuration gets a server of its own
+(ephemeral ports on 127.0.0.1), and every configuration runs once per round,
+the order rotating from round to round, so that drift on a shared machine
+hits all of them. Own servers, because Sanic keeps each closed websocket's
+connection objects for up to 30 s (its first timeout check): on a shared
+server, one configuration's leftovers would weigh on another's collector.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,22 +170,25 @@ def _stop(proc: subprocess.Popen[bytes], *, signalled: bool = False) -> None:
 
 @contextmanager
 def servers(
-    variants: Sequence[str],
+    variants: Mapping[str, str],
     *,
     workers: int,
     env: dict[str, str],
     log_dir: Path | None,
     single_process: bool = False,
 ) -> Iterator[dict[str, tuple[int, list[int]]]]:
-    """Start one server per variant; yield ``{variant: (port, pids)}``; stop them by PID."""
+    """Start a server for each ``{name: variant}``; yield ``{name: (port, pids)}``.
+
+    Stopped by PID (SIGTERM, then SIGKILL after 20 s) on the way out.
+    """
     started: list[tuple[subprocess.Popen[bytes], Any]] = []
     ports: dict[str, int] = {}
     try:
-        for variant in variants:
+        for name, variant in variants.items():
             port = _free_port()
             log: Any = subprocess.DEVNULL
             if log_dir is not None:
-                log = open(log_dir / f"server-{variant}-w{workers}.log", "wb")  # noqa: SIM115
+                log = open(log_dir / f"server-{name}-w{workers}.log", "wb")  # noqa: SIM115
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -202,12 +208,12 @@ def servers(
                 stderr=subprocess.STDOUT,
             )
             started.append((proc, log))
-            ports[variant] = port
+            ports[name] = port
         for (proc, _), port in zip(started, ports.values(), strict=True):
             _wait_ready(port, proc)
         yield {
-            variant: (port, _descendants(proc.pid))
-            for (proc, _), (variant, port) in zip(started, ports.items(), strict=True)
+            name: (port, _descendants(proc.pid))
+            for (proc, _), (name, port) in zip(started, ports.items(), strict=True)
         }
     finally:
         for proc, _ in started:  # all at once: graceful shutdowns overlap
@@ -248,7 +254,7 @@ def run_e2e(
         env[REDIS_ENV] = redis_url
     if sanic_timeout:
         env[TIMEOUT_ENV] = str(sanic_timeout)
-    variants = sorted({c.server for c in configs}, key=[c.server for c in CONFIGS].index)
+    variants = {c.name: c.server for c in configs}
     results: dict[int, E2EResult] = {}
     pool = ClientPool(clients)
     try:
@@ -263,7 +269,7 @@ def run_e2e(
                     return Job(
                         mode=config.mode,
                         tickets=config.tickets,
-                        port=_running[config.server][0],
+                        port=_running[config.name][0],
                         cycles=n,
                         concurrency=concurrency,
                         secret=secret,
@@ -277,7 +283,7 @@ def run_e2e(
                 for index in range(rounds):
                     shift = index % len(configs)
                     for config in configs[shift:] + configs[:shift]:
-                        pids = running[config.server][1]
+                        pids = running[config.name][1]
                         before = cpu_seconds(pids)
                         done = pool.run(job(config, per_client))
                         result.add(config.name, done, cpu_seconds(pids) - before)
