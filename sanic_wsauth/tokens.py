@@ -95,11 +95,14 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 #: base64url <-> standard alphabet (binascii speaks the standard one).
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_DOT = ord(".")
 _TS_CACHE: dict[str, int] = {}
 _TS_CACHE_SIZE = 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ticket:
     """A verified ticket.
 
@@ -114,6 +117,10 @@ class Ticket:
         claims: Application claims (``ext``), read-only.
     """
 
+    # Slots: a ticket stays on ``request.ctx`` as long as Sanic keeps the
+    # connection (up to 30 s after it closed): one object, not two, for the
+    # garbage collector to walk.
+
     jti: str
     subject: str
     issued_at: int
@@ -123,7 +130,19 @@ class Ticket:
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
+_FIELDS = ("jti", "subject", "issued_at", "expires_at", "audience", "client_ip", "claims")
 _new_object = object.__new__
+# The slots' own setters: they bypass the frozen __setattr__, as __init__ does.
+_SLOT_SETTERS = tuple(getattr(Ticket, name).__set__ for name in _FIELDS)
+(
+    _set_jti,
+    _set_subject,
+    _set_issued_at,
+    _set_expires_at,
+    _set_audience,
+    _set_client_ip,
+    _set_claims,
+) = _SLOT_SETTERS
 #: The claims of every ticket that has none: one shared read-only view of an
 #: empty dict that nothing can reach to change (one object less per ticket).
 _NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
@@ -138,17 +157,16 @@ def _make_ticket(
     client_ip: str | None,
     claims: Mapping[str, Any],
 ) -> Ticket:
-    # The generated frozen __init__ costs a third of a verify; fill the
-    # instance dict directly (same fields, same equality and immutability).
+    # The generated frozen __init__ costs a third of a verify; fill the slots
+    # directly (same fields, same equality and immutability).
     ticket: Ticket = _new_object(Ticket)
-    state = ticket.__dict__
-    state["jti"] = jti
-    state["subject"] = subject
-    state["issued_at"] = issued_at
-    state["expires_at"] = expires_at
-    state["audience"] = audience
-    state["client_ip"] = client_ip
-    state["claims"] = claims
+    _set_jti(ticket, jti)
+    _set_subject(ticket, subject)
+    _set_issued_at(ticket, issued_at)
+    _set_expires_at(ticket, expires_at)
+    _set_audience(ticket, audience)
+    _set_client_ip(ticket, client_ip)
+    _set_claims(ticket, claims)
     return ticket
 
 
@@ -295,6 +313,25 @@ def _split(token: object, max_token_bytes: int) -> tuple[str, str, str, str]:
     return value, payload, timestamp, signature
 
 
+def _well_formed(signed: bytes) -> bool:
+    """Whether ``payload.timestamp`` (bytes) has the format's shape.
+
+    The same answer as the format's pattern (``\\.?[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+``;
+    a test holds the two together), from one ``bytes.translate``: what is
+    left once the alphabet is deleted must be the one separator, or a
+    compressed payload's leading dot and the separator.
+    """
+    dots = signed.translate(None, _B64URL_ALPHABET)
+    if dots == b".":
+        return signed[0] != _DOT and signed[-1] != _DOT
+    return dots == b".." and signed[0] == _DOT and signed[1] != _DOT and signed[-1] != _DOT
+
+
+def _refusal(token: str) -> MalformedTicket | BadSignature:
+    """The error for a ticket that failed a cheap check: malformed, or a bad signature."""
+    return MalformedTicket() if _TOKEN_RE.fullmatch(token) is None else BadSignature()
+
+
 def _timestamp(segment: str) -> int:
     # Tickets issued in the same second share this segment: remember the
     # last few decodings (bounded, and only of well-formed segments).
@@ -309,8 +346,8 @@ def _timestamp(segment: str) -> int:
     return value
 
 
-def _plain_ticket(text: str) -> dict[str, str] | None:
-    """The payload of a plain ticket, ``{"jti":"<32 hex>","sub":"<subject>"}``, or None.
+def _plain_ticket(text: str) -> tuple[str, str] | None:
+    """``(jti, sub)`` of a plain ticket, ``{"jti":"<32 hex>","sub":"<subject>"}``, or None.
 
     That is the exact text our issuer (and stock itsdangerous, for the same
     dict) writes for a ticket without audience, address or claims. It is
@@ -325,10 +362,11 @@ def _plain_ticket(text: str) -> dict[str, str] | None:
     subject = text[49:-2]
     if jti.strip(_HEX) or '"' in subject or "\\" in subject or not subject.isprintable():
         return None
-    return {"jti": jti, "sub": subject}
+    return jti, subject
 
 
 def _load_payload(segment: str) -> Any:
+    """The payload: a plain ticket's ``(jti, sub)`` tuple, else the decoded JSON."""
     if segment[0] != ".":
         try:
             # The alphabet is already checked; excess "=" is ignored by binascii.
@@ -386,8 +424,11 @@ def decode_unverified(
     Raises:
         MissingTicket, TicketTooLarge, MalformedTicket: it cannot be decoded.
     """
-    _, payload, timestamp, _ = _split(token, max_token_bytes)
-    return _load_payload(payload), _timestamp(timestamp)
+    _, segment, timestamp, _ = _split(token, max_token_bytes)
+    payload = _load_payload(segment)
+    if payload.__class__ is tuple:
+        payload = {"jti": payload[0], "sub": payload[1]}
+    return payload, _timestamp(timestamp)
 
 
 class TicketIssuer:
@@ -547,28 +588,48 @@ class TicketVerifier:
             AudienceMismatch: bound to another audience.
             IPMismatch: bound to another client address.
         """
-        value, payload_segment, ts_segment, sig_segment = _split(token, self.max_token_bytes)
-        if len(sig_segment) != _SIG_CHARS:
-            raise BadSignature()
+        if not isinstance(token, str) or not token:
+            raise MissingTicket()
+        if len(token) > self.max_token_bytes:
+            raise TicketTooLarge()
+        value, _, sig_segment = token.rpartition(".")
+        if len(sig_segment) != _SIG_CHARS or not token.isascii():
+            raise _refusal(token)
         signed = value.encode("ascii")
-        # Compare canonical base64 text: cheaper than decoding, and it refuses
-        # the malleable spellings of a signature's last character.
-        presented = sig_segment.encode("ascii").translate(_FROM_URLSAFE)
+        if not _well_formed(signed):
+            raise MalformedTicket()
+        # Compare base64url text with the canonical spelling of the expected
+        # signature: cheaper than decoding, it refuses the malleable spellings
+        # of a signature's last character, and a match proves the segment is
+        # in the alphabet (what the format's pattern would have checked).
+        presented = sig_segment.encode("ascii")
         for mac in self._macs:
             expected = b2a_base64(mac.sign(signed), newline=False)[:_SIG_CHARS]
-            if hmac.compare_digest(expected, presented):
+            if hmac.compare_digest(expected.translate(_TO_URLSAFE), presented):
                 break
         else:
-            raise BadSignature()
+            raise _refusal(token)
 
-        issued_at = _timestamp(ts_segment)
+        payload_segment, _, ts_segment = value.rpartition(".")
+        issued_at = _TS_CACHE.get(ts_segment)
+        if issued_at is None:
+            issued_at = _timestamp(ts_segment)
         age = self._clock() - issued_at
         if age > self.max_age + self.leeway:
             raise TicketExpired()
         if age < -self.leeway:
             raise TicketNotYetValid()
 
-        ticket = self._ticket(_load_payload(payload_segment), issued_at)
+        payload = _load_payload(payload_segment)
+        if payload.__class__ is tuple:
+            # A plain ticket (the usual kind): its jti is already known to be
+            # 32 hex digits, and it carries no audience, address or claims.
+            jti, subject = payload
+            if len(subject) > MAX_SUBJECT_CHARS or not subject:
+                raise MalformedTicket("bad sub")
+            expires_at = issued_at + self.max_age + self.leeway
+            return _make_ticket(jti, subject, issued_at, expires_at, None, None, _NO_CLAIMS)
+        ticket = self._ticket(payload, issued_at)
         if ticket.audience is not None or ticket.client_ip is not None:
             self._check_bindings(ticket, audience, client_ip)
         return ticket

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import sys
 import zlib
@@ -12,7 +13,7 @@ from base64 import urlsafe_b64encode
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from itsdangerous import SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.timed import TimestampSigner
@@ -448,7 +449,7 @@ def test_plain_payload_reader_agrees_with_json(jti: str, subject: str, extra: st
     for candidate in candidates:
         plain = tokens._plain_ticket(candidate)
         if plain is not None:
-            assert plain == json.loads(candidate)
+            assert {"jti": plain[0], "sub": plain[1]} == json.loads(candidate)
 
 
 def test_plain_payload_reader_takes_our_plain_tickets(secret: str) -> None:
@@ -456,10 +457,61 @@ def test_plain_payload_reader_takes_our_plain_tickets(secret: str) -> None:
     for subject in ("bench-user", "user@example.com", "Zoë 42", "a" * 256):
         payload, _ = decode_unverified(issuer.issue(subject))
         text = _ENCODE(payload)
-        assert tokens._plain_ticket(text) == payload == {"jti": payload["jti"], "sub": subject}
+        assert payload == {"jti": payload["jti"], "sub": subject}
+        assert tokens._plain_ticket(text) == (payload["jti"], subject)
     # Not plain: left to the JSON scanner.
     for subject in ('say "hi"', "back\\slash", "tab\there", "nul\x00"):
         text = _ENCODE({"jti": "0" * 32, "sub": subject})
         assert tokens._plain_ticket(text) is None
     assert tokens._plain_ticket(_ENCODE({"jti": "0" * 32, "sub": "a", "aud": "/ws"})) is None
     assert tokens._plain_ticket(_ENCODE({"sub": "a", "jti": "0" * 32})) is None
+
+
+_VALUE_RE = re.compile(r"\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(value=st.text(alphabet="aZ09-_.+/=!é ", max_size=12))
+def test_shape_check_agrees_with_the_format_pattern(value: str) -> None:
+    if value.isascii():
+        assert tokens._well_formed(value.encode()) == bool(_VALUE_RE.fullmatch(value))
+
+
+@settings(
+    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_refusals_are_classified_as_the_format_pattern_says(
+    secret: str, data: st.DataObject
+) -> None:
+    """A ticket that is not authentic: malformed if the pattern fails, else a bad signature."""
+    token = TicketIssuer(secret).issue("alice")
+    index = data.draw(st.integers(0, len(token) - 1))
+    char = data.draw(st.sampled_from(list("aZ9-_.+/=é ")))
+    mutated = token[:index] + char + token[index + 1 :]
+    if mutated == token:
+        return
+    with pytest.raises((exc.MalformedTicket, exc.BadSignature)) as info:
+        TicketVerifier(secret).verify(mutated)
+    expected = (
+        exc.MalformedTicket if tokens._TOKEN_RE.fullmatch(mutated) is None else exc.BadSignature
+    )
+    assert type(info.value) is expected, mutated
+
+
+def test_signature_spelled_in_the_standard_alphabet_is_malformed(secret: str) -> None:
+    # "+" and "/" are base64 but not base64url: never another spelling of a
+    # valid signature.
+    issuer, verifier = TicketIssuer(secret), TicketVerifier(secret)
+    for _ in range(200):
+        token = issuer.issue("alice")
+        signature = token.rpartition(".")[2]
+        if "-" in signature or "_" in signature:
+            break
+    else:
+        pytest.fail("no signature with - or _ in 200 tickets")
+    value = token.rpartition(".")[0]
+    respelled = value + "." + signature.replace("-", "+").replace("_", "/")
+    with pytest.raises(exc.MalformedTicket):
+        verifier.verify(respelled)
+    assert verifier.verify(token).subject == "alice"
