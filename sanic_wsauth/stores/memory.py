@@ -70,7 +70,12 @@ class MemoryReplayStore(ReplayStore):
 
     async def claim(self, jti: str, expires_at: float) -> bool:
         expiry = self._expiry
-        self.purge()
+        order = self._order
+        if order:
+            # The oldest entry expires first: purge only when it is due (or gone).
+            head = expiry.get(order[0])
+            if head is None or head <= self._clock():
+                self.purge()
         if jti in expiry:
             return False
         if len(expiry) >= self.max_entries:
