@@ -123,8 +123,13 @@ class TicketRedactor(logging.Filter):
         self.query_param = query_param
         self._pair = re.compile(r"(?<=[?&;])([^=&;\s#\"'?]{1,256})=([^&;\s\"'#]*)")
         self._entry = re.compile(rf"(?<={re.escape(prefix)})[^\s,\"';]+")
+        self._prefix = prefix
 
     def _shapes(self, text: str) -> str:
+        # Every ticket shape holds "eyJ", "eJ" or a dot (see _ticket_shaped):
+        # a line with none of them (most log lines) needs no scan.
+        if "." not in text and "eJ" not in text and "eyJ" not in text:
+            return text
         return _RUN.sub(_redact_run, text)
 
     def _redact_pair(self, match: re.Match[str]) -> str:
@@ -142,7 +147,8 @@ class TicketRedactor(logging.Filter):
         """Return ``text`` with every ticket replaced by ``[redacted]``."""
         if "=" in text:
             text = self._pair.sub(self._redact_pair, text)
-        text = self._entry.sub(REDACTED, text)
+        if self._prefix in text:
+            text = self._entry.sub(REDACTED, text)
         return self._shapes(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
