@@ -96,16 +96,6 @@ class HandshakeGuard:
             )
         return None
 
-    async def authenticate(self, request: Request, policy: RoutePolicy) -> Ticket:
-        """Run every handshake check, the replay claim last, and return the ticket.
-
-        Raises:
-            WSAuthError: the first check that failed.
-        """
-        ticket = self.check(request, policy)
-        await self.claim(ticket)
-        return ticket
-
     def check(self, request: Request, policy: RoutePolicy) -> Ticket:
         """Every handshake check but the replay claim: origin, ticket, route.
 
@@ -133,6 +123,16 @@ class HandshakeGuard:
         subject: str | None = None,
     ) -> Ticket:
         """Verify ``token`` for this request's route and client (no claim).
+
+        Shared by the handshake and the in-band refresh, so both enforce the
+        same signature, age, audience and IP checks; each then calls
+        :meth:`claim`, the one-time use, only after this passed.
+
+        Args:
+            request: The handshake request (route audience, client address).
+            token: The ticket as presented.
+            policy: The route's policy.
+            subject: When given, the ticket must name this subject (refresh).
 
         Raises:
             WSAuthError: signature, age, audience, IP or subject check failed.
@@ -167,30 +167,3 @@ class HandshakeGuard:
             raise StoreUnavailable() from exc
         if not first_use:
             raise TicketReplayed()
-
-    async def verify(
-        self,
-        request: Request,
-        token: object,
-        policy: RoutePolicy,
-        *,
-        subject: str | None = None,
-    ) -> Ticket:
-        """Verify ``token`` for this request's route and client, then claim it.
-
-        Shared by the handshake and the in-band refresh, so both enforce the
-        same signature, age, audience and IP checks and the one-time use.
-
-        Args:
-            request: The handshake request (route audience, client address).
-            token: The ticket as presented.
-            policy: The route's policy.
-            subject: When given, the ticket must name this subject (refresh).
-
-        Raises:
-            WSAuthError: the first check that failed; the replay claim is
-                made only after every other check passed.
-        """
-        ticket = self.check_ticket(request, token, policy, subject=subject)
-        await self.claim(ticket)
-        return ticket

@@ -177,7 +177,8 @@ class ConnectionLifetime:
         request = self._request
         policy = policy_for(request.route)  # type: ignore[arg-type]
         try:
-            ticket = await wsauth._guard.verify(request, token, policy, subject=self.subject)
+            ticket = wsauth._guard.check_ticket(request, token, policy, subject=self.subject)
+            await wsauth._guard.claim(ticket)
         except WSAuthError as exc:
             await wsauth._observe_rejection(request, exc)
             await self._close(REFRESH_CLOSE_CODE, exc.reason)
