@@ -215,13 +215,19 @@ class RedisReplayStore(ReplayStore):
             if self._lean is not None:
                 await self._lean.execute(_PING)
             else:
-                if self._client is None:
-                    self._client = self._connect()
-                await bounded(self._client.ping(), self.timeout)
+                await bounded(self._redis_py().ping(), self.timeout)
         except ConfigurationError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported, claims fail closed
             self._mark_down(exc)
+
+    def _redis_py(self) -> Any:
+        """The redis-py client: the one passed in, else a pool for the URL, built
+        on first use (in :meth:`open`, or at the first claim outside a Sanic
+        lifecycle)."""
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
 
     def _connect(self) -> Any:
         assert self.url is not None  # noqa: S101 - __init__ guarantees it
@@ -267,11 +273,8 @@ class RedisReplayStore(ReplayStore):
             if self._lean is not None:
                 result = await self._lean.execute(set_nx_px(self._key_prefix + jti.encode(), ttl))
             else:
-                if self._client is None:
-                    # Used outside a Sanic lifecycle: connect on first use.
-                    self._client = self._connect()
                 result = await bounded(
-                    self._client.set(self.key(jti), b"1", nx=True, px=ttl), self.timeout
+                    self._redis_py().set(self.key(jti), b"1", nx=True, px=ttl), self.timeout
                 )
         except ConfigurationError:
             raise
