@@ -31,7 +31,7 @@ from base64 import urlsafe_b64decode
 from binascii import Error as BinasciiError
 from binascii import a2b_base64, b2a_base64
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -129,6 +129,20 @@ class Ticket:
     client_ip: str | None = None
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
+
+def _refuse_assignment(self: Ticket, name: str, value: object) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _refuse_deletion(self: Ticket, name: str) -> None:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+# A frozen dataclass with slots refuses a new attribute with a TypeError (its
+# generated __setattr__ names the class it replaced; CPython 3.10 to 3.13):
+# refuse every assignment and deletion with FrozenInstanceError, as before.
+Ticket.__setattr__ = _refuse_assignment  # type: ignore[method-assign,assignment]
+Ticket.__delattr__ = _refuse_deletion  # type: ignore[method-assign,assignment]
 
 _FIELDS = ("jti", "subject", "issued_at", "expires_at", "audience", "client_ip", "claims")
 _new_object = object.__new__

@@ -11,6 +11,7 @@ import sys
 import zlib
 from base64 import urlsafe_b64encode
 from collections.abc import Callable
+from dataclasses import FrozenInstanceError
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -137,6 +138,22 @@ def test_ticket_is_immutable(secret: str) -> None:
     assert ticket == Ticket(
         ticket.jti, "a", ticket.issued_at, ticket.expires_at, None, None, ticket.claims
     )
+
+
+def test_a_ticket_is_one_slotted_object(secret: str) -> None:
+    # It stays on request.ctx as long as Sanic keeps the connection: no
+    # per-instance dict, and equal to one built through the dataclass.
+    ticket = TicketVerifier(secret).verify(TicketIssuer(secret).issue("alice"))
+    assert not hasattr(ticket, "__dict__")
+    assert ticket == Ticket(
+        ticket.jti, "alice", ticket.issued_at, ticket.expires_at, None, None, ticket.claims
+    )
+    # Refused as a frozen dataclass refuses it, whether the name is a field or not.
+    for name in ("note", "jti"):
+        with pytest.raises(FrozenInstanceError):
+            setattr(ticket, name, "x")
+        with pytest.raises(FrozenInstanceError):
+            delattr(ticket, name)
 
 
 def test_every_ticket_has_a_fresh_jti(secret: str) -> None:
