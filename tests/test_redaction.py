@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import re
@@ -143,6 +144,49 @@ def test_filter_rewrites_message_args_extras_and_tracebacks(ticket: str) -> None
     rendered = logging.Formatter("%(message)s %(request)s").format(record)
     assert leaks(rendered, ticket) == []
     assert "ValueError" in rendered and REDACTED in rendered
+
+
+class _CountingRedactor(TicketRedactor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scanned: list[str] = []
+
+    def redact(self, text: str) -> str:
+        self.scanned.append(text)
+        return super().redact(text)
+
+
+def test_a_record_is_rewritten_once_though_it_meets_the_filter_twice(ticket: str) -> None:
+    # install_redaction puts the one redactor on a logger and on its handlers.
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    logger = logging.getLogger("wsauth.test.twice")
+    child = logging.getLogger("wsauth.test.twice.child")  # no filter of its own
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    redactor = _CountingRedactor()
+    logger.addFilter(redactor)
+    handler.addFilter(redactor)
+    try:
+        logger.info("open /ws?token=%s", ticket)
+        assert sum(text.startswith("open /ws") for text in redactor.scanned) == 1
+        child.info("close /ws?token=%s", ticket)  # only the handler's filter sees it
+        assert sum(text.startswith("close /ws") for text in redactor.scanned) == 1
+        logger.info("again /ws?token=%s", ticket)  # a new record: scanned anew
+        assert sum(text.startswith("again /ws") for text in redactor.scanned) == 1
+    finally:
+        logger.removeHandler(handler)
+        logger.removeFilter(redactor)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ")[:2] for line in lines] == [
+        ["wsauth.test.twice", "open"],
+        ["wsauth.test.twice.child", "close"],
+        ["wsauth.test.twice", "again"],
+    ]
+    assert leaks(stream.getvalue(), ticket) == []
+    assert stream.getvalue().count(REDACTED) == 3
 
 
 def test_install_is_idempotent_and_covers_handlers() -> None:
