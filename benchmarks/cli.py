@@ -185,8 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _progress(f"chart: {out / 'e2e.png'}")
     _progress(f"done in {elapsed:.0f} s: {out / 'results.md'}")
     for target in targets:
+        interval = ""
+        if "interval" in target:
+            low, high = target["interval"]
+            interval = f" [{low:.3g}, {high:.3g}]"
+            if not target["conclusive"]:
+                interval += " inconclusive"
         print(
             f"{'MET    ' if target['met'] else 'NOT MET'}  {target['target']}: "
-            f"{target['measured']:.3g} ({target['goal']})",
+            f"{target['measured']:.3g}{interval} ({target['goal']})",
         )
     return 0

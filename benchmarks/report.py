@@ -13,7 +13,7 @@ from typing import Any
 
 from .e2e import CONFIGS, E2EResult
 from .micro import DESCRIPTIONS, MicroResult
-from .timing import median_ratio
+from .timing import median_interval, median_ratio, ratios
 
 __all__ = ["evaluate_targets", "machine_info", "write_chart", "write_json", "write_markdown"]
 
@@ -21,6 +21,8 @@ __all__ = ["evaluate_targets", "machine_info", "write_chart", "write_json", "wri
 #: (a leak of 2 bytes per ticket would show as 1 MiB over 500,000 tickets).
 FLAT_SLACK_BYTES = 1 << 20
 FLAT_SLACK_FRACTION = 0.02
+#: Of the distribution-free interval reported for each ratio's median.
+CONFIDENCE = 0.95
 
 
 def _cpu_model() -> str:
@@ -60,15 +62,39 @@ def machine_info(redis_version: str | None) -> dict[str, Any]:
     }
 
 
-def _target(name: str, measured: float, op: str, bound: float, detail: str) -> dict[str, Any]:
+def _target(
+    name: str,
+    measured: float,
+    op: str,
+    bound: float,
+    detail: str,
+    rounds: list[float] | None = None,
+) -> dict[str, Any]:
+    """One target; with per-round values, also the median's confidence interval.
+
+    ``measured`` decides ``met``. The interval says whether this run's rounds
+    settle it: ``conclusive`` is False when the interval reaches across the goal,
+    or when there are too few rounds for the confidence asked.
+    """
     met = measured >= bound if op == ">=" else measured <= bound
-    return {
+    target: dict[str, Any] = {
         "target": name,
         "measured": measured,
         "goal": f"{op} {bound:g}",
         "met": bool(met),
         "detail": detail,
     }
+    if rounds:
+        low, high, coverage = median_interval(rounds, CONFIDENCE)
+        target["interval"] = [low, high]
+        target["interval_coverage"] = coverage
+        if op == ">=":
+            clear = low >= bound or high < bound
+        else:
+            clear = high <= bound or low > bound
+        # Too few rounds: even the whole range covers the median less often.
+        target["conclusive"] = clear and coverage >= CONFIDENCE
+    return target
 
 
 def evaluate_targets(
@@ -92,6 +118,7 @@ def evaluate_targets(
                 ">=",
                 2.0,
                 f"ours {us('ours.verify')}, stock {us('stock.loads')}",
+                ratios(micro.per_op, "stock.loads", "ours.verify"),
             )
         )
         targets.append(
@@ -101,6 +128,7 @@ def evaluate_targets(
                 "<=",
                 2.5,
                 f"ours {us('ours.verify')}, floor {us('floor')}",
+                ratios(micro.per_op, "ours.verify", "floor"),
             )
         )
         targets.append(
@@ -110,6 +138,7 @@ def evaluate_targets(
                 ">=",
                 2.0,
                 f"ours {us('ours.issue')}, stock {us('stock.dumps')}",
+                ratios(micro.per_op, "stock.dumps", "ours.issue"),
             )
         )
     for workers, result in sorted((e2e or {}).items()):
@@ -131,6 +160,7 @@ def evaluate_targets(
                         f"server CPU per cycle {_cpu_ratio(result, name, base):.2f}x "
                         f"({result.summary(name)['server_cpu_us_per_cycle']:.0f} vs "
                         f"{result.summary(base)['server_cpu_us_per_cycle']:.0f} us)",
+                        ratios(tp, name, base),
                     )
                 )
     if memory is not None:
@@ -203,16 +233,24 @@ def write_markdown(
         lines += [
             "## Targets",
             "",
+            "Ratios are medians of per-round ratios; in brackets, a distribution-free "
+            f"{CONFIDENCE:.0%} confidence interval for that median (order statistics of "
+            "the rounds). Where it reaches across the goal (or there are too few rounds "
+            "for it), this run does not settle the target either way.",
+            "",
             "| target | goal | measured | met | detail |",
             "|---|---|---|---|---|",
         ]
         for t in targets:
             measured = t["measured"]
             shown = f"{measured / 2**20:.2f} MiB" if "RSS" in t["target"] else _fmt(measured)
-            lines.append(
-                f"| {t['target']} | {t['goal']} | {shown} | "
-                f"{'met' if t['met'] else '**not met**'} | {t['detail']} |"
-            )
+            verdict = "met" if t["met"] else "**not met**"
+            if "interval" in t:
+                low, high = t["interval"]
+                shown += f" [{_fmt(low)}, {_fmt(high)}]"
+                if not t["conclusive"]:
+                    verdict += " (not settled by this run's rounds)"
+            lines.append(f"| {t['target']} | {t['goal']} | {shown} | {verdict} | {t['detail']} |")
         lines.append("")
     if micro is not None:
         data = micro.to_json()

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["Batch", "calibrate", "interleave", "median", "percentile", "median_ratio"]
+__all__ = [
+    "Batch",
+    "calibrate",
+    "interleave",
+    "median",
+    "median_interval",
+    "median_ratio",
+    "percentile",
+    "ratios",
+]
 
 #: ``batch(n)`` performs an operation ``n`` times and returns elapsed seconds.
 Batch = Callable[[int], float]
@@ -51,9 +61,42 @@ def interleave(
     return per_op
 
 
+def ratios(
+    per_round: Mapping[str, Sequence[float]], numerator: str, denominator: str
+) -> list[float]:
+    """``numerator / denominator`` for every round, both measured in that round."""
+    pairs = zip(per_round[numerator], per_round[denominator], strict=False)
+    return [a / b for a, b in pairs if b > 0]
+
+
 def median_ratio(
     per_round: Mapping[str, Sequence[float]], numerator: str, denominator: str
 ) -> float:
     """Median over rounds of ``numerator / denominator`` measured in the same round."""
-    pairs = zip(per_round[numerator], per_round[denominator], strict=False)
-    return median([a / b for a, b in pairs if b > 0])
+    return median(ratios(per_round, numerator, denominator))
+
+
+def _below(k: int, n: int) -> float:
+    """P(X < k) for X ~ Binomial(n, 1/2)."""
+    return sum(math.comb(n, i) for i in range(k)) / (1 << n)
+
+
+def median_interval(
+    values: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """A distribution-free confidence interval for the median of ``values``.
+
+    The order statistics ``(x_(k), x_(n+1-k))`` for the largest ``k`` with
+    ``2 * P(Binomial(n, 1/2) < k) <= 1 - confidence``: the interval covers the
+    true median with probability at least ``confidence``, whatever the
+    distribution (no bootstrap, no normality). Returns ``(low, high, coverage)``;
+    with too few values for the confidence asked, the whole range and its coverage.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return float("nan"), float("nan"), 0.0
+    k = 1
+    while k + 1 <= (n + 1) // 2 and 2 * _below(k + 1, n) <= 1 - confidence:
+        k += 1
+    return float(ordered[k - 1]), float(ordered[n - k]), 1 - 2 * _below(k, n)
