@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import weakref
 from urllib.parse import unquote_plus
 
 __all__ = ["REDACTED", "TicketRedactor", "install_redaction"]
@@ -125,9 +124,6 @@ class TicketRedactor(logging.Filter):
         self._pair = re.compile(r"(?<=[?&;])([^=&;\s#\"'?]{1,256})=([^&;\s\"'#]*)")
         self._entry = re.compile(rf"(?<={re.escape(prefix)})[^\s,\"';]+")
         self._prefix = prefix
-        # The record this redactor rewrote last (weakly: a record can hold a
-        # traceback and all its frames).
-        self._last: weakref.ref[logging.LogRecord] | None = None
 
     def _shapes(self, text: str) -> str:
         # Every ticket shape holds "eyJ", "eJ" or a dot (see _ticket_shaped):
@@ -156,12 +152,6 @@ class TicketRedactor(logging.Filter):
         return self._shapes(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        last = self._last
-        if last is not None and last() is record:
-            # The same redactor sits on a logger and on its handlers, so a
-            # record usually meets it twice in a row: rewrite it once (Sanic
-            # and websockets log at least one line per websocket).
-            return True
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken record is not ours to fix
@@ -177,7 +167,6 @@ class TicketRedactor(logging.Filter):
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:
             record.exc_text = self.redact(record.exc_text)
-        self._last = weakref.ref(record)
         return True
 
 
