@@ -625,9 +625,7 @@ class TicketVerifier:
             raise _refusal(token)
 
         payload_segment, _, ts_segment = value.rpartition(".")
-        issued_at = _TS_CACHE.get(ts_segment)
-        if issued_at is None:
-            issued_at = _timestamp(ts_segment)
+        issued_at = _timestamp(ts_segment)
         age = self._clock() - issued_at
         if age > self.max_age + self.leeway:
             raise TicketExpired()
@@ -639,7 +637,7 @@ class TicketVerifier:
             # A plain ticket (the usual kind): its jti is already known to be
             # 32 hex digits, and it carries no audience, address or claims.
             jti, subject = payload
-            if len(subject) > MAX_SUBJECT_CHARS or not subject:
+            if not 0 < len(subject) <= MAX_SUBJECT_CHARS:
                 raise MalformedTicket("bad sub")
             expires_at = issued_at + self.max_age + self.leeway
             return _make_ticket(jti, subject, issued_at, expires_at, None, None, _NO_CLAIMS)
