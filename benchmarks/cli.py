@@ -87,12 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .memory import run_memory
     from .micro import MicroResult, run_micro
     from .report import (
+        evaluate_controls,
         evaluate_targets,
         machine_info,
+        mark_resolution,
         write_chart,
         write_json,
         write_markdown,
     )
+    from .steadiness import probe
 
     quick = args.quick
     redis_version = _redis_version(args.redis_url)
@@ -114,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append(f"Redis at {args.redis_url or '(none)'} unavailable: Redis cases skipped")
 
     started = time.monotonic()
+    slices = 20 if quick else 200
+    _progress("steadiness: a fixed loop, timed back to back")
+    steadiness = {"before": probe(slices)}
     micro: MicroResult | None = None
     e2e: dict[int, E2EResult] | None = None
     memory: dict[str, Any] | None = None
@@ -146,10 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             sanic_timeout=args.sanic_timeout,
         )
         notes += e2e_notes
+    steadiness["after"] = probe(slices)
     elapsed = time.monotonic() - started
 
     machine = machine_info(redis_version)
     targets = evaluate_targets(micro, e2e, memory)
+    controls = evaluate_controls(e2e)
+    mark_resolution(targets, controls)
     command = "python -m benchmarks" + (" " + " ".join(argv) if argv else "")
     if argv is None and len(sys.argv) > 1:
         command = "python -m benchmarks " + " ".join(sys.argv[1:])
@@ -162,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": command,
         "targets": targets,
+        "controls": controls,
+        "steadiness": steadiness,
         "micro": micro.to_json() if micro is not None else None,
         "e2e": {str(w): {name: r.summary(name) for name in r.throughput} for w, r in e2e.items()}
         if e2e is not None
@@ -180,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         targets=targets,
         notes=notes,
         command=command,
+        controls=controls,
+        steadiness=steadiness,
     )
     if e2e and write_chart(out / "e2e.png", e2e):
         _progress(f"chart: {out / 'e2e.png'}")
@@ -191,8 +204,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             interval = f" [{low:.3g}, {high:.3g}]"
             if not target["conclusive"]:
                 interval += " inconclusive"
+            if target.get("within_control_resolution"):
+                interval += ", within the A/A control's spread"
         print(
             f"{'MET    ' if target['met'] else 'NOT MET'}  {target['target']}: "
             f"{target['measured']:.3g}{interval} ({target['goal']})",
+        )
+    for control in controls:
+        low, high = control["interval"]
+        print(
+            f"A/A      two no-auth servers ({control['workers']} worker"
+            f"{'s' if control['workers'] > 1 else ''}): {control['ratio']:.3g} "
+            f"[{low:.3g}, {high:.3g}] (identical: 1)"
+        )
+    for when, s in steadiness.items():
+        print(
+            f"steady   {when}: the same work took {s['min_ms']:.1f}-{s['max_ms']:.1f} ms "
+            f"(slowest / fastest {s['slowest_over_fastest']:.2f})"
         )
     return 0

@@ -6,6 +6,8 @@ the order rotating from round to round, so that drift on a shared machine
 hits all of them. Own servers, because Sanic keeps each closed websocket's
 connection objects for up to 30 s (its first timeout check): on a shared
 server, one configuration's leftovers would weigh on another's collector.
+A second no-auth server (``public-b``) is an A/A control: its ratio to the
+first shows how far two identical servers stray apart in this run.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class E2EConfig:
 
 CONFIGS: tuple[E2EConfig, ...] = (
     E2EConfig("public", "public", "handshake", "none", "no auth (@public route)"),
+    # The A/A control: a second, identical no-auth server measured like the rest.
+    # Its ratio to the first should be 1; how far it strays is the resolution of
+    # the run on this machine.
+    E2EConfig("public-b", "public", "handshake", "none", "no auth, a second server (A/A control)"),
     E2EConfig("memory", "memory", "handshake", "ours", "ours, memory store"),
     E2EConfig("redis", "redis", "handshake", "ours", "ours, Redis store", True),
     E2EConfig("seed", "seed", "handshake", "seed", "seed: GETDEL in Redis", True),

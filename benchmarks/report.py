@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -15,7 +16,14 @@ from .e2e import CONFIGS, E2EResult
 from .micro import DESCRIPTIONS, MicroResult
 from .timing import median_interval, median_ratio, ratios
 
-__all__ = ["evaluate_targets", "machine_info", "write_chart", "write_json", "write_markdown"]
+__all__ = [
+    "evaluate_controls",
+    "evaluate_targets",
+    "machine_info",
+    "write_chart",
+    "write_json",
+    "write_markdown",
+]
 
 #: Flat means: over the second half of the churn, RSS grows by at most this much
 #: (a leak of 2 bytes per ticket would show as 1 MiB over 500,000 tickets).
@@ -81,6 +89,7 @@ def _target(
         "target": name,
         "measured": measured,
         "goal": f"{op} {bound:g}",
+        "bound": bound,
         "met": bool(met),
         "detail": detail,
     }
@@ -162,6 +171,7 @@ def evaluate_targets(
                         f"{result.summary(base)['server_cpu_us_per_cycle']:.0f} us)",
                         ratios(tp, name, base),
                     )
+                    | {"workers": workers}
                 )
     if memory is not None:
         per_entry = memory["per_entry"]
@@ -193,6 +203,48 @@ def evaluate_targets(
     return targets
 
 
+#: The A/A control: a second no-auth server, and the one it is compared with.
+CONTROL, CONTROL_BASE = "public-b", "public"
+
+
+def evaluate_controls(e2e: Mapping[int, E2EResult] | None) -> list[dict[str, Any]]:
+    """The A/A control per worker count: two identical servers, ratio and interval.
+
+    Identical servers have a true ratio of 1, so how far the control's interval
+    reaches from 1 (``resolution``) is the smallest difference this run can tell
+    from noise on this machine.
+    """
+    controls: list[dict[str, Any]] = []
+    for workers, result in sorted((e2e or {}).items()):
+        tp = result.throughput
+        if CONTROL not in tp or CONTROL_BASE not in tp:
+            continue
+        rounds = ratios(tp, CONTROL, CONTROL_BASE)
+        low, high, coverage = median_interval(rounds, CONFIDENCE)
+        controls.append(
+            {
+                "workers": workers,
+                "ratio": median_ratio(tp, CONTROL, CONTROL_BASE),
+                "interval": [low, high],
+                "interval_coverage": coverage,
+                "resolution": max(1 - low, high - 1),
+                "server_cpu_ratio": _cpu_ratio(result, CONTROL, CONTROL_BASE),
+                "rounds": rounds,
+            }
+        )
+    return controls
+
+
+def mark_resolution(targets: list[dict[str, Any]], controls: list[dict[str, Any]]) -> None:
+    """Flag each end-to-end target that lies within its run's A/A resolution of its goal."""
+    by_workers = {c["workers"]: c["resolution"] for c in controls}
+    for target in targets:
+        workers = target.get("workers")
+        if workers in by_workers and not math.isnan(by_workers[workers]):
+            margin = abs(target["measured"] - target["bound"])
+            target["within_control_resolution"] = margin < by_workers[workers]
+
+
 def _cpu_ratio(result: E2EResult, name: str, base: str) -> float:
     """Median per-round ratio of server CPU per cycle (variant over baseline)."""
     return median_ratio(result.server_cpu, name, base)
@@ -217,6 +269,8 @@ def write_markdown(
     targets: list[dict[str, Any]],
     notes: list[str],
     command: str,
+    controls: list[dict[str, Any]] | None = None,
+    steadiness: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
     lines = ["# sanic-wsauth benchmark results", ""]
     lines += [
@@ -229,6 +283,8 @@ def write_markdown(
         + ".",
         "",
     ]
+    if steadiness:
+        lines += _steadiness_lines(steadiness)
     if targets:
         lines += [
             "## Targets",
@@ -250,8 +306,12 @@ def write_markdown(
                 shown += f" [{_fmt(low)}, {_fmt(high)}]"
                 if not t["conclusive"]:
                     verdict += " (not settled by this run's rounds)"
+            if t.get("within_control_resolution"):
+                verdict += " (closer to the goal than the A/A control strays from 1)"
             lines.append(f"| {t['target']} | {t['goal']} | {shown} | {verdict} | {t['detail']} |")
         lines.append("")
+    if controls:
+        lines += _control_lines(controls)
     if micro is not None:
         data = micro.to_json()
         base = data["cases"]["ours.verify"]["median_us"]
@@ -335,6 +395,50 @@ def write_markdown(
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     path.write_text("\n".join(lines))
+
+
+def _steadiness_lines(steadiness: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = [
+        "Machine steadiness: the same pure-Python work (a fixed loop), timed back to "
+        "back, should take the same time every slice; on a steady machine the slowest "
+        "slice is within a few percent of the fastest.",
+        "",
+        "| when | slices | fastest (ms) | median (ms) | p90 (ms) | slowest (ms) "
+        "| slowest / fastest | slices > 1.25x the fastest |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for when, s in steadiness.items():
+        if not s.get("slices"):
+            continue
+        lines.append(
+            f"| {when} | {s['slices']} | {_fmt(s['min_ms'])} | {_fmt(s['median_ms'])} | "
+            f"{_fmt(s['p90_ms'])} | {_fmt(s['max_ms'])} | {_fmt(s['slowest_over_fastest'])} | "
+            f"{s['slow_share']:.0%} |"
+        )
+    return [*lines, ""]
+
+
+def _control_lines(controls: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "### Resolution: the A/A control",
+        "",
+        "A second no-auth server, identical to the first, measured in every round like "
+        "every configuration. Its true ratio to the first is 1, so how far its interval "
+        "reaches from 1 is the smallest difference this run tells from noise: an "
+        "end-to-end target whose median lies closer to its goal than that is flagged "
+        "above.",
+        "",
+        "| workers | no auth (2nd server) / no auth | strays from 1 by up to "
+        "| server CPU per cycle, ratio |",
+        "|---:|---|---:|---:|",
+    ]
+    for c in controls:
+        low, high = c["interval"]
+        lines.append(
+            f"| {c['workers']} | {_fmt(c['ratio'], 3)} [{_fmt(low)}, {_fmt(high)}] | "
+            f"{_fmt(c['resolution'], 3)} | {_fmt(c['server_cpu_ratio'])} |"
+        )
+    return [*lines, ""]
 
 
 def write_chart(path: Path, e2e: Mapping[int, E2EResult]) -> bool:

@@ -1,4 +1,5 @@
-"""The benchmark's statistics: the median's confidence interval and the verdicts."""
+"""The benchmark's statistics: the median's interval, the verdicts, the A/A control
+and the machine-steadiness probe."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.report import _target
+from benchmarks.e2e import E2EResult
+from benchmarks.report import _target, evaluate_controls, evaluate_targets, mark_resolution
+from benchmarks.steadiness import probe, summarize
 from benchmarks.timing import median_interval, ratios
 
 
@@ -95,3 +98,63 @@ def test_too_few_rounds_settle_nothing(rounds: list[float]) -> None:
     assert target["met"] is True
     assert target["conclusive"] is False
     assert target["interval_coverage"] < 0.95
+
+
+def _e2e(throughput: dict[str, list[float]]) -> E2EResult:
+    result = E2EResult()
+    result.throughput = throughput
+    result.server_cpu = {name: [1e-3] * len(values) for name, values in throughput.items()}
+    return result
+
+
+def test_the_control_reports_how_far_two_identical_servers_stray() -> None:
+    public = [1000.0] * 10
+    # The second server's rounds: 0.90 .. 1.08 of the first.
+    second = [1000.0 * r for r in (0.90, 0.92, 0.97, 0.99, 1.0, 1.0, 1.01, 1.02, 1.06, 1.08)]
+    (control,) = evaluate_controls({1: _e2e({"public": public, "public-b": second})})
+    assert control["workers"] == 1
+    assert control["ratio"] == pytest.approx(1.0)
+    assert control["interval"] == pytest.approx([0.92, 1.06])  # 2nd and 9th of ten
+    assert control["resolution"] == pytest.approx(0.08)  # the farther end from 1
+
+
+def test_no_control_without_its_second_server() -> None:
+    assert evaluate_controls({1: _e2e({"public": [1.0] * 10})}) == []
+    assert evaluate_controls(None) == []
+
+
+@pytest.mark.parametrize(("memory", "flagged"), [(0.93, True), (0.85, False), (1.05, False)])
+def test_targets_within_the_controls_reach_of_their_goal_are_flagged(
+    memory: float, flagged: bool
+) -> None:
+    public = [1000.0] * 10
+    second = [1000.0 * r for r in (0.90, 0.92, 0.97, 0.99, 1.0, 1.0, 1.01, 1.02, 1.06, 1.08)]
+    e2e = {1: _e2e({"public": public, "public-b": second, "memory": [1000.0 * memory] * 10})}
+    targets = evaluate_targets(None, e2e, None)
+    mark_resolution(targets, evaluate_controls(e2e))
+    (target,) = targets
+    assert target["workers"] == 1 and target["bound"] == 0.95
+    assert target["measured"] == pytest.approx(memory)
+    # |0.93 - 0.95| < 0.08: this run cannot tell it from its goal.
+    assert target["within_control_resolution"] is flagged
+
+
+def test_steadiness_summary_of_known_durations() -> None:
+    summary = summarize([0.010, 0.011, 0.020, 0.012, 0.010])
+    assert summary["slices"] == 5
+    assert summary["min_ms"] == pytest.approx(10.0)
+    assert summary["median_ms"] == pytest.approx(11.0)
+    assert summary["max_ms"] == pytest.approx(20.0)
+    assert summary["slowest_over_fastest"] == pytest.approx(2.0)
+    assert summary["slow_share"] == pytest.approx(0.2)  # only 20 ms > 1.25 x 10 ms
+    assert summarize([]) == {"slices": 0}
+
+
+def test_the_probe_times_each_slice_of_the_same_work() -> None:
+    ticks = iter([0.0, 0.010, 0.010, 0.030, 0.030, 0.041])
+    calls: list[int] = []
+    summary = probe(3, iterations=7, work=calls.append, clock=lambda: next(ticks))
+    assert calls == [7, 7, 7]
+    assert summary["min_ms"] == pytest.approx(10.0)
+    assert summary["max_ms"] == pytest.approx(20.0)
+    assert summary["slow_share"] == pytest.approx(1 / 3)

@@ -72,7 +72,7 @@ def test_quick_benchmark_writes_well_formed_results(tmp_path: Path) -> None:
         assert value > 0
 
     e2e = data["e2e"]["1"]
-    configs = {"public", "memory", "issue+memory"}
+    configs = {"public", "public-b", "memory", "issue+memory"}
     if redis:
         configs |= {"redis", "seed", "issue+redis", "issue+seed"}
     assert configs <= set(e2e)
@@ -95,8 +95,24 @@ def test_quick_benchmark_writes_well_formed_results(tmp_path: Path) -> None:
     assert any("bytes per live entry" in n for n in names)
     assert all(isinstance(t["met"], bool) for t in data["targets"])
 
+    (control,) = data["controls"]  # the A/A control: a second no-auth server
+    assert control["workers"] == 1 and control["ratio"] > 0
+    low, high = control["interval"]
+    assert low <= control["ratio"] <= high and control["resolution"] >= 0
+    for when in ("before", "after"):
+        steady = data["steadiness"][when]
+        assert steady["slices"] == 20
+        assert 0 < steady["min_ms"] <= steady["median_ms"] <= steady["max_ms"]
+
     markdown = (tmp_path / "results.md").read_text()
-    for heading in ("## Targets", "## Micro", "## End to end", "## Memory"):
+    for heading in (
+        "## Targets",
+        "### Resolution: the A/A control",
+        "Machine steadiness",
+        "## Micro",
+        "## End to end",
+        "## Memory",
+    ):
         assert heading in markdown
     assert "| ours, memory store |" in markdown
 
