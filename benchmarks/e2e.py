@@ -96,6 +96,7 @@ class E2EResult:
             "p50_ms": percentile(lat, 0.50) * 1e3,
             "p99_ms": percentile(lat, 0.99) * 1e3,
             "server_cpu_us_per_cycle": median(self.server_cpu.get(key, [])) * 1e6,
+            "rounds_server_cpu_us_per_cycle": [v * 1e6 for v in self.server_cpu.get(key, [])],
             "client_cpu_us_per_cycle": median(self.client_cpu.get(key, [])) * 1e6,
             "cycles": self.cycles.get(key, 0),
             "errors": self.errors.get(key, 0),

@@ -20,6 +20,7 @@ __all__ = [
     "evaluate_controls",
     "evaluate_targets",
     "machine_info",
+    "mark_resolution",
     "write_chart",
     "write_json",
     "write_markdown",
@@ -301,13 +302,16 @@ def write_markdown(
             measured = t["measured"]
             shown = f"{measured / 2**20:.2f} MiB" if "RSS" in t["target"] else _fmt(measured)
             verdict = "met" if t["met"] else "**not met**"
+            caveats = []
             if "interval" in t:
                 low, high = t["interval"]
                 shown += f" [{_fmt(low)}, {_fmt(high)}]"
                 if not t["conclusive"]:
-                    verdict += " (not settled by this run's rounds)"
+                    caveats.append("not settled by this run's rounds")
             if t.get("within_control_resolution"):
-                verdict += " (closer to the goal than the A/A control strays from 1)"
+                caveats.append("nearer its goal than the A/A control strays from 1")
+            if caveats:
+                verdict += f" ({'; '.join(caveats)})"
             lines.append(f"| {t['target']} | {t['goal']} | {shown} | {verdict} | {t['detail']} |")
         lines.append("")
     if controls:
