@@ -55,7 +55,9 @@ SUBJECT = "bench-user"
 
 def _authenticated(request: Request, api_key: bytes) -> bool:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(credentials.encode(), api_key)
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credentials.encode("utf-8", "surrogatepass"), api_key
+    )
 
 
 async def _echo(ws: WebsocketImplProtocol, subject: str) -> None:

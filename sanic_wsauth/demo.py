@@ -33,7 +33,7 @@ from sanic.server.websockets.impl import WebsocketImplProtocol
 
 from .ext import WSAuth
 from .ext.config import WSAuthConfig
-from .tokens import Ticket
+from .tokens import Ticket, comparable_bytes
 
 __all__ = ["APP_NAME", "DEMO_SUBJECT", "create_app"]
 
@@ -96,7 +96,8 @@ def create_app() -> Sanic[Any, Any]:
         settings["max_age"] = int(os.environ["WSAUTH_MAX_AGE"])
 
     def authenticate(request: Request) -> str | None:
-        presented = _bearer(request).encode()
+        # Sanic keeps a header's undecodable bytes as lone surrogates.
+        presented = comparable_bytes(_bearer(request))
         return DEMO_SUBJECT if hmac.compare_digest(presented, api_key.encode()) else None
 
     WSAuth(app, authenticate=authenticate, **settings)

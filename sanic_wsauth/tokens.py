@@ -60,6 +60,7 @@ __all__ = [
     "Ticket",
     "TicketIssuer",
     "TicketVerifier",
+    "comparable_bytes",
     "decode_unverified",
     "normalize_ip",
     "stock_serializer",
@@ -419,6 +420,16 @@ def _load_payload(segment: str) -> Any:
         raise MalformedTicket("bad payload") from exc
 
 
+def comparable_bytes(text: str) -> bytes:
+    """``text`` as bytes for a constant-time comparison, whatever it holds.
+
+    ``surrogatepass`` maps every string, a lone surrogate included (JSON can
+    carry one as ``\\ud800``; a command line can pass one), to distinct bytes,
+    where a strict ``encode()`` would raise.
+    """
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _new_jti() -> str:
     # uuid.uuid4().hex, built without the UUID object (a third of the cost).
     digits = os.urandom(16).hex()
@@ -689,7 +700,10 @@ class TicketVerifier:
         ticket: Ticket, audience: str | None, client_ip: str | Callable[[], str | None] | None
     ) -> None:
         if ticket.audience is not None and (
-            audience is None or not hmac.compare_digest(ticket.audience.encode(), audience.encode())
+            audience is None
+            or not hmac.compare_digest(
+                comparable_bytes(ticket.audience), comparable_bytes(audience)
+            )
         ):
             raise AudienceMismatch()
         if ticket.client_ip is not None:
@@ -699,5 +713,7 @@ class TicketVerifier:
                 presented = normalize_ip(client_ip) if client_ip else ""
             except ValueError:
                 presented = ""
-            if not hmac.compare_digest(ticket.client_ip.encode(), presented.encode()):
+            if not hmac.compare_digest(
+                comparable_bytes(ticket.client_ip), comparable_bytes(presented)
+            ):
                 raise IPMismatch()

@@ -314,6 +314,9 @@ def _bad_jti(secret: str) -> str:
         (lambda s: mint(s, audience="/a"), ["--audience", "/b"], "audience binding",
          "audience_mismatch"),
         (lambda s: mint(s, audience="/a"), [], "audience binding", "audience_mismatch"),
+        # A command-line byte that is not UTF-8 reaches Python as a lone surrogate.
+        (lambda s: mint(s, audience="/a"), ["--audience", "/a\udcff"], "audience binding",
+         "audience_mismatch"),
         (lambda s: mint(s, client_ip="10.0.0.1"), ["--client-ip", "10.0.0.2"],
          "client IP binding", "ip_mismatch"),
     ],

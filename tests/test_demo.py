@@ -22,6 +22,16 @@ async def test_two_workers_issue_and_echo() -> None:
         base = f"http://127.0.0.1:{port}"
         status, body, headers = await asyncio.to_thread(post_token, base, api_key="wrong")
         assert status == 401 and body == {"error": "unauthenticated"}
+        # Header bytes that are not UTF-8 (Sanic keeps them as lone surrogates):
+        # a wrong key like any other, 401, not a failed authenticate() and 503.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /authenticate/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer \xff\xfe\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+        assert head.split(b" ", 2)[1] == b"401", head
         replies = []
         for _ in range(6):  # several connections, spread over both workers
             status, body, headers = await asyncio.to_thread(post_token, base, api_key="demo-key-1")

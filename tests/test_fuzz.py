@@ -310,6 +310,25 @@ def test_payloads_signed_with_the_real_key(payload: Any) -> None:
         assert exc.reason in {"malformed", "audience_mismatch", "ip_mismatch", "too_large"}
 
 
+#: Text that may hold lone surrogates, which JSON can carry as ``\\ud800`` escapes
+#: (another issuer's ``JSON.stringify`` writes them so) and a strict encode refuses.
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=6)
+
+
+@FUZZ
+@given(sub=ANY_TEXT, aud=ANY_TEXT, route=st.sampled_from(["/ws", "\ud800", "/ws\udcff"]))
+def test_lone_surrogates_signed_by_another_issuer(sub: str, aud: str, route: str) -> None:
+    payload = {"jti": "0" * 32, "sub": sub or "s", "aud": aud or route}
+    token = _signed_segment(base64_encode(json.dumps(payload).encode()))  # ASCII escapes
+    try:
+        ticket = STRICT.verify(token, audience=route)
+    except WSAuthError as exc:
+        assert exc.reason == "audience_mismatch", exc.reason
+        assert payload["aud"] != route
+    else:
+        assert ticket.audience == route == payload["aud"] and ticket.subject == payload["sub"]
+
+
 def _signed_segment(segment: bytes) -> str:
     """Sign any payload segment with the real key (now), as the issuer would."""
     from itsdangerous import TimestampSigner

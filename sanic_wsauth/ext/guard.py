@@ -21,7 +21,7 @@ from ..exceptions import (
     TicketReplayed,
     WSAuthError,
 )
-from ..tokens import Ticket
+from ..tokens import Ticket, comparable_bytes
 from . import asgi
 from .policy import RoutePolicy, policy_for
 from .responses import error_response
@@ -147,7 +147,7 @@ class HandshakeGuard:
         if wsauth.config.require_audience and ticket.audience is None:
             raise AudienceMismatch("ticket has no audience")
         if subject is not None and not hmac.compare_digest(
-            ticket.subject.encode(), subject.encode()
+            comparable_bytes(ticket.subject), comparable_bytes(subject)
         ):
             raise SubjectMismatch()
         return ticket
