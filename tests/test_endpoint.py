@@ -98,7 +98,12 @@ def test_audience_parameter(
         {"json": {"audience": ""}},
         {"json": {"audience": "x" * 300}},
         {"params": [("audience", "a"), ("audience", "b")]},
+        # Nesting deep enough that json.loads raises RecursionError, not ValueError.
+        {"content": b"[" * 100_000, "headers": {"content-type": "application/json"}},
+        # A lone surrogate, which JSON can escape and no ticket can hold.
+        {"content": b'{"audience": "\\ud800"}', "headers": {"content-type": "application/json"}},
     ],
+    ids=["not-json", "not-a-string", "empty", "too-long", "twice", "deep", "surrogate"],
 )
 def test_bad_audience_requests_get_400(app_name: str, secret: str, kwargs: dict[str, Any]) -> None:
     app = make_app(app_name, secret)
@@ -164,8 +169,9 @@ def test_ip_binding_binds_the_callers_address(app_name: str, secret: str) -> Non
         lambda r: ("u1", {"when": object()}),  # claims that are not JSON
         lambda r: "",  # a subject no ticket can hold
         lambda r: "x" * 10_000,
+        lambda r: "user-\ud800-sekrit",  # a lone surrogate: not encodable
     ],
-    ids=["shape", "claims", "empty-subject", "huge-subject"],
+    ids=["shape", "claims", "empty-subject", "huge-subject", "surrogate-subject"],
 )
 def test_an_unusable_identity_fails_closed(
     app_name: str, secret: str, authenticate: Any, caplog: pytest.LogCaptureFixture
@@ -176,6 +182,18 @@ def test_an_unusable_identity_fails_closed(
     assert response.json == {"error": "authenticator_failed"}
     assert b"Traceback" not in response.body
     assert any(r.name == "sanic_wsauth" and r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_an_unusable_identity_is_logged_by_exception_type_only(
+    app_name: str, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(app_name, secret, authenticate=lambda r: "user-\ud800-sekrit")
+    _, response = app.test_client.post("/authenticate/token")
+    assert response.status == 503 and response.json == {"error": "authenticator_failed"}
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "sanic_wsauth")
+    assert "UnicodeEncodeError" in logged
+    # Not the exception's text, which quotes what it could not encode.
+    assert "surrogates not allowed" not in logged and "sekrit" not in logged
 
 
 def test_authenticate_that_raises_fails_closed_without_leaking(

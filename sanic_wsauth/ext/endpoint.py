@@ -13,7 +13,7 @@ from sanic import HTTPResponse, Request
 from sanic.exceptions import SanicException
 from sanic.response import json as json_response
 
-from ..tokens import MAX_AUDIENCE_CHARS, normalize_ip
+from ..tokens import MAX_AUDIENCE_CHARS, MAX_SUBJECT_CHARS, normalize_ip
 from .responses import error_response
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def _requested_audience(request: Request, param: str) -> str | None:
         if content_type.startswith("application/json"):
             try:
                 body = json.loads(request.body)
-            except ValueError:
+            except (ValueError, RecursionError):  # deep nesting: RecursionError
                 raise ValueError("invalid JSON body") from None
             if isinstance(body, dict) and param in body:
                 values = [body[param]]
@@ -101,6 +101,9 @@ def _requested_audience(request: Request, param: str) -> str | None:
         raise ValueError("one audience string expected")
     if not 0 < len(values[0]) <= MAX_AUDIENCE_CHARS:
         raise ValueError("audience length out of range")
+    # A lone surrogate (JSON can escape one) cannot go into a ticket:
+    # UnicodeEncodeError is a ValueError, so the answer is 400.
+    values[0].encode("utf-8")
     return values[0]
 
 
@@ -148,7 +151,13 @@ class TicketEndpoint:
             )
         except (TypeError, ValueError) as exc:
             # A subject or claims from authenticate() that no ticket can hold.
-            logger.error("sanic-wsauth: authenticate() gave an unusable identity: %s", exc)
+            # Logged by type only: the text may quote them.
+            logger.error(
+                "sanic-wsauth: authenticate() gave an identity no ticket can hold (%s): "
+                "the subject must be a string of 1 to %d characters, the claims JSON",
+                type(exc).__name__,
+                MAX_SUBJECT_CHARS,
+            )
             return error_response(AUTHENTICATOR_FAILED, 503)
         body: dict[str, Any] = {"token": token, "expires_in": config.max_age}
         if config.max_connection_age > 0:
