@@ -94,6 +94,50 @@ def test_ttl_is_time_to_expiry_plus_margin_rounded_up_with_a_floor() -> None:
     assert bare.ttl_ms(NOW - 100) == MIN_TTL_MS  # an entry always lives a while
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        # Unescaped "/", "?" or "#" in a password (base64 passwords have "/"):
+        "redis://:s3cr/etPassw0rd@redis.internal:6379/0",
+        "rediss://:s3cr/etPassw0rd@redis.internal:6380/0",
+        "redis://:s3cr?etPassw0rd@redis.internal:6379/0",
+        "redis://:s3cr#etPassw0rd@redis.internal:6379/0",
+        "redis://admin:s3cr/etPassw0rd@redis.internal/0",
+        "unix://:s3cr/etPassw0rd@/run/redis.sock",
+        # Parsed, then refused: the error quotes what it could not parse.
+        "redis://:s3cretPassw0rd@redis.internal:99999/0",
+        "redis://:s3cretPassw0rd@redis.internal:6379/zero",
+        "redis://redis.internal/0?password=s3cretPassw0rd&db=zero",
+        "redis://:s3cr%2FetPassw0rd@redis.internal:6379/zero",
+    ],
+)
+def test_a_password_never_reaches_an_error_or_the_repr(url: str) -> None:
+    pieces = ("s3cr", "etPassw0rd", "s3cretPassw0rd", "Passw0rd")
+    try:
+        store = RedisReplayStore(url)
+    except ConfigurationError as exc:
+        text = str(exc)
+        assert "unusable Redis URL" in text
+        assert "redis.internal" in text or "unix://" in text
+    else:
+        text = repr(store)
+    assert not any(piece in text for piece in pieces), text
+
+
+def test_a_misplaced_at_asks_for_percent_encoding() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        RedisReplayStore("redis://:s3cr/etPassw0rd@redis.internal:6379/0")
+    assert "percent-encode" in str(info.value)
+    assert "redis://***@redis.internal:6379/0" in str(info.value)
+    with pytest.raises(ConfigurationError):
+        RedisReplayStore("redis://redis.internal/0?client_name=me@host")  # write %40
+    # Percent-encoded, the same password is fine.
+    store = RedisReplayStore("redis://:s3cr%2FetPassw0rd@redis.internal:6379/0")
+    assert (
+        repr(store) == "<RedisReplayStore redis://***@redis.internal:6379/0 prefix='wsauth:jti:'>"
+    )
+
+
 def test_url_password_stays_out_of_repr() -> None:
     store = RedisReplayStore("redis://user:hunter2-secret@127.0.0.1:6379/0")
     assert "hunter2-secret" not in repr(store)

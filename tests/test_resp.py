@@ -13,13 +13,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from sanic_wsauth import ConfigurationError, StoreUnavailable
 from sanic_wsauth.stores.redis import RedisReplayStore, set_nx_px
-from sanic_wsauth.stores.resp import DroppedConnection, RedisAddress, ReplyError, pack_command
+from sanic_wsauth.stores.resp import (
+    DroppedConnection,
+    ProtocolError,
+    RedisAddress,
+    ReplyError,
+    pack_command,
+)
 
 from .redis_support import RedisServer, connected_clients, count_keys, within
 
@@ -284,14 +290,66 @@ async def test_a_reply_nobody_asked_for_drops_the_connection() -> None:
             await store.close()
 
 
-@pytest.mark.parametrize("reply", [b":1\r\n", b"+QUEUED\r\n", b"$1\r\n1\r\n"])
-async def test_any_other_reply_to_set_is_not_a_first_use(reply: bytes) -> None:
-    async with fake_redis(lambda data: reply) as url:
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"$2\r\nOK\r\n",  # the bytes of +OK, as a bulk string: not a first use
+        b":1\r\n",
+        b"+QUEUED\r\n",
+        b"$1\r\n1\r\n",
+    ],
+)
+async def test_a_reply_set_nx_cannot_give_fails_closed_and_drops_the_connection(
+    reply: bytes,
+) -> None:
+    connections: list[int] = []
+    async with fake_redis(lambda data: reply, connections) as url:
         store = RedisReplayStore(url, timeout=RELAXED)
         try:
+            for _ in range(2):
+                with pytest.raises(StoreUnavailable) as info:
+                    await store.claim(jti(), soon())
+                assert isinstance(info.value.__cause__, ProtocolError)
+            assert len(connections) == 2  # each claim found the last connection dropped
+        finally:
+            await store.close()
+
+
+async def test_plus_ok_and_nil_are_a_claims_only_answers() -> None:
+    replies = iter([b"+OK\r\n", b"$-1\r\n"])
+    async with fake_redis(lambda data: next(replies)) as url:
+        store = RedisReplayStore(url, timeout=RELAXED)
+        try:
+            assert await store.claim(jti(), soon()) is True
             assert await store.claim(jti(), soon()) is False
         finally:
             await store.close()
+
+
+class _OddClient:
+    """A redis-py client whose ``SET NX`` answers what real Redis never does."""
+
+    def __init__(self, reply: object) -> None:
+        self.reply = reply
+
+    async def set(self, *args: Any, **kwargs: Any) -> object:
+        return self.reply
+
+    async def ping(self) -> bool:
+        return True
+
+
+def _odd_store(reply: object) -> RedisReplayStore:
+    return RedisReplayStore(client=cast(Any, _OddClient(reply)))
+
+
+@pytest.mark.parametrize("reply", [1, b"OK", "OK", 0])
+async def test_a_redis_py_reply_other_than_true_or_none_fails_closed(reply: object) -> None:
+    with pytest.raises(StoreUnavailable) as info:
+        await _odd_store(reply).claim(jti(), soon())
+    assert isinstance(info.value.__cause__, ProtocolError)
+    assert await _odd_store(True).claim(jti(), soon()) is True
+    assert await _odd_store(None).claim(jti(), soon()) is False
 
 
 async def test_each_claim_times_out_at_its_own_deadline_on_a_slow_connection() -> None:

@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..exceptions import ConfigurationError, StoreUnavailable
 from .base import ReplayStore
-from .resp import LeanRedis, RedisAddress, bounded, pack_command
+from .resp import OK, LeanRedis, ProtocolError, RedisAddress, bounded, pack_command
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -79,13 +80,52 @@ def set_nx_px(key: bytes, ttl_ms: int) -> bytes:
     )
 
 
+def _misplaced_at(url: str) -> bool:
+    """An ``@`` after the host part: a user name or password with an unescaped
+    ``/``, ``?`` or ``#`` (base64 passwords have ``/``). Parsed as written,
+    such a URL would put part of the password in the path or query and
+    connect somewhere else with the rest of it."""
+    rest = url.partition("://")[2]
+    return "@" in rest[len(urlsplit(url).netloc) :]
+
+
 def _safe_url(url: str) -> str:
-    """``url`` for log lines: no password, no query (which may carry one)."""
+    """``url`` for messages and log lines: no password, no query (which may carry one)."""
+    if _misplaced_at(url):
+        # Cut at the last "@" by hand: everything before it may be password.
+        scheme, _, rest = url.partition("://")
+        where = rest.rpartition("@")[2].replace("#", "?", 1).partition("?")[0]
+        return f"{scheme}://***@{where}"
     parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
-    return f"{parts.scheme}://{netloc}{parts.path}"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        host = (f"{user}:***@" if colon and user else "***@") + host
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+_PIECE = re.compile(r"[^:/?#@&=]{2,}")
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (an error about ``url``) without any piece of its user info or query values.
+
+    A parser's message can quote part of a password (``invalid literal for
+    int(): 'etPassw0rd@host:6379'``), as given or percent-decoded.
+    """
+    rest = url.partition("://")[2]
+    userinfo = rest.rpartition("@")[0]
+    query = rest.replace("#", "?", 1).partition("?")[2]
+    pieces = _PIECE.findall(userinfo)
+    for pair in query.split("&"):
+        pieces += _PIECE.findall(pair.partition("=")[2])
+    for piece in sorted({*pieces, *map(unquote, pieces)}, key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
+
+
+def _unusable(url: str, exc: BaseException) -> ConfigurationError:
+    return ConfigurationError(f"unusable Redis URL {_safe_url(url)}: {_scrub(str(exc), url)}")
 
 
 class RedisReplayStore(ReplayStore):
@@ -148,6 +188,11 @@ class RedisReplayStore(ReplayStore):
             raise ConfigurationError("RedisReplayStore needs either a url or a client")
         if url is not None and urlsplit(url).scheme not in _SCHEMES:
             raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
+        if url is not None and _misplaced_at(url):
+            raise ConfigurationError(
+                f"unusable Redis URL {_safe_url(url)}: percent-encode the user name, the "
+                "password and query values (write / ? # @ as %2F %3F %23 %40)"
+            )
         if not isinstance(prefix, str) or not prefix:
             raise ConfigurationError("the Redis key prefix must be a non-empty string")
         if not timeout > 0:
@@ -173,7 +218,7 @@ class RedisReplayStore(ReplayStore):
             try:
                 address = RedisAddress.from_url(url)
             except ValueError as exc:
-                raise ConfigurationError(f"unusable Redis URL {_safe_url(url)}: {exc}") from None
+                raise _unusable(url, exc) from None
             if address is not None:
                 self._lean = LeanRedis(address, timeout=self.timeout)
 
@@ -255,7 +300,7 @@ class RedisReplayStore(ReplayStore):
                 retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             )
         except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"unusable Redis URL {_safe_url(self.url)}: {exc}") from None
+            raise _unusable(self.url, exc) from None
         return Redis.from_pool(pool)
 
     async def claim(self, jti: str, expires_at: float) -> bool:
@@ -271,11 +316,18 @@ class RedisReplayStore(ReplayStore):
         try:
             ttl = self.ttl_ms(expires_at)
             if self._lean is not None:
-                result = await self._lean.execute(set_nx_px(self._key_prefix + jti.encode(), ttl))
+                # Only +OK (set: a first use) and nil (the key existed) get
+                # through; any other reply drops the connection, and fails here.
+                payload = set_nx_px(self._key_prefix + jti.encode(), ttl)
+                first_use = await self._lean.execute(payload, set_nx=True) is OK
             else:
+                # redis-py turns +OK into True and a nil reply into None.
                 result = await bounded(
                     self._redis_py().set(self.key(jti), b"1", nx=True, px=ttl), self.timeout
                 )
+                if result is not True and result is not None:
+                    raise ProtocolError(f"a {type(result).__name__} reply that SET NX cannot give")
+                first_use = result is True
         except ConfigurationError:
             raise
         except Exception as exc:
@@ -284,9 +336,7 @@ class RedisReplayStore(ReplayStore):
         if not self._healthy:
             self._healthy = True
             logger.info("sanic-wsauth: Redis replay store answers again: %r", self)
-        # redis-py turns "+OK" into True and a nil reply (key exists) into None;
-        # anything else is not a confirmed first use.
-        return result is True or result in (b"OK", "OK")
+        return first_use
 
     def _mark_down(self, exc: BaseException) -> None:
         # One line when Redis goes away, not one per handshake.

@@ -30,10 +30,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = [
     "DroppedConnection",
+    "OK",
     "LeanRedis",
     "ProtocolError",
     "RedisAddress",
     "ReplyError",
+    "SimpleString",
     "bounded",
     "pack_command",
 ]
@@ -59,6 +61,16 @@ async def bounded(call: Awaitable[_T], timeout: float) -> _T:
 
 class ReplyError(Exception):
     """Redis answered with an error reply (``-ERR ...``)."""
+
+
+class SimpleString(bytes):
+    """A simple-string reply (``+OK``), told apart from a bulk string of the same bytes."""
+
+    __slots__ = ()
+
+
+#: The ``+OK`` reply: :func:`_parse` returns this very object for it.
+OK = SimpleString(b"OK")
 
 
 class ProtocolError(ConnectionError):
@@ -139,7 +151,7 @@ def _parse(buf: bytearray, pos: int) -> tuple[object, int]:
     kind = buf[pos]
     line = bytes(buf[pos + 1 : end])
     if kind == 0x2B:  # "+" simple string
-        return line, end + 2
+        return (OK if line == b"OK" else SimpleString(line)), end + 2
     if kind == 0x24:  # "$" bulk string
         size = int(line)
         if size < 0:
@@ -316,11 +328,18 @@ class LeanRedis:
             commands.append(pack_command(b"SELECT", str(address.db).encode()))
         return commands
 
-    async def execute(self, payload: bytes) -> bytes | int | None:
+    async def execute(self, payload: bytes, *, set_nx: bool = False) -> bytes | int | None:
         """Send one packed command; return its reply.
 
+        Args:
+            payload: The packed command.
+            set_nx: The command is a ``SET ... NX``, whose only replies are
+                :data:`OK` and nil. Any other means the stream cannot be
+                trusted: the connection is dropped (its other commands fail).
+
         Raises:
-            ConnectionError: Redis could not be reached, or hung up twice.
+            ConnectionError: Redis could not be reached, or hung up twice;
+                :class:`ProtocolError` for a reply ``SET NX`` cannot give.
             TimeoutError: no reply within ``timeout``.
             ReplyError: Redis answered with an error.
         """
@@ -346,6 +365,9 @@ class LeanRedis:
                 continue
             if isinstance(reply, ReplyError):
                 raise reply
+            if set_nx and reply is not OK and reply is not None:
+                conn.abort()
+                raise ProtocolError("a reply that SET NX cannot give")
             return reply
 
     async def _connect(self, deadline: float) -> _Connection:
