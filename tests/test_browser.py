@@ -496,3 +496,214 @@ def test_in_band_refresh_keeps_one_socket_past_the_cap(browser: Browser, tmp_pat
             )
         finally:
             demo.close()
+
+
+HEADERS_CASES = """
+async ([apiKey]) => {
+  const { connect, WSAuthError } = await import("/static/wsauth.js");
+  const thrown = new TypeError("no session");
+  const cases = {
+    throws: () => { throw thrown; },
+    rejects: async () => { throw thrown; },
+    badName: () => [["bad header name with spaces", "x"]],
+    newlineInName: () => ({ "a\\nb": "c" }),
+    badValue: () => ({ Authorization: "Bearer " + apiKey + "\\n" + "X-Injected: 1" }),
+    number: () => 42,
+    asyncBadName: async () => [["bad header name with spaces", "x"]],
+    staticBadName: [["bad header name with spaces", "x"]],
+    staticNumber: 42,
+  };
+  const out = {};
+  for (const [name, headers] of Object.entries(cases)) {
+    const events = [], errors = [];
+    const conn = connect({
+      tokenUrl: "/authenticate/token",
+      url: "/ws",
+      headers,
+      reconnect: { initialDelay: 50, maxDelay: 100, maxRetries: 3 },
+      onStateChange: (state, info) => events.push([state, info.error ? info.error.kind : null]),
+      onError: (error) => errors.push(error),
+    });
+    const deadline = Date.now() + 10_000;
+    while (conn.state !== "closed" && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const error = conn.error;
+    out[name] = {
+      state: conn.state,
+      events,
+      isWSAuthError: error instanceof WSAuthError,
+      name: error && error.name,
+      kind: error && error.kind,
+      message: error && error.message,
+      retryable: error && error.retryable,
+      status: error && error.status,
+      reason: error && error.reason,
+      code: error && error.code,
+      causeIsTypeError: !!error && error.cause instanceof TypeError,
+      causeIsThrown: !!error && error.cause === thrown,
+      onErrorCalls: errors.length,
+      onErrorGotConnError: errors[0] === error,
+    };
+  }
+  return out;
+}
+"""
+
+
+def test_invalid_headers_value_is_an_auth_error_like_a_throwing_callback(demo: DemoPage) -> None:
+    # README: a failing headers callback ends the connection with an "auth"
+    # WSAuthError, no retry. A callback (or a static option) giving headers
+    # that `new Headers()` rejects must end the same way, with the browser's
+    # TypeError as the cause, not with that bare TypeError as `conn.error`.
+    results = demo.page.evaluate(HEADERS_CASES, [API_KEY])
+    expected = {
+        "state": "closed",
+        "events": [["connecting", None], ["closed", "auth"]],
+        "isWSAuthError": True,
+        "name": "WSAuthError",
+        "kind": "auth",
+        "retryable": False,
+        "status": None,
+        "reason": None,
+        "code": None,
+        "causeIsTypeError": True,
+        "onErrorCalls": 1,
+        "onErrorGotConnError": True,
+    }
+    assert set(results) == {
+        "throws",
+        "rejects",
+        "badName",
+        "newlineInName",
+        "badValue",
+        "number",
+        "asyncBadName",
+        "staticBadName",
+        "staticNumber",
+    }
+    for case, result in results.items():
+        message = result.pop("message")
+        assert isinstance(message, str) and message.startswith("the headers"), case
+        assert result.pop("causeIsThrown") is (case in ("throws", "rejects")), case
+        assert result == expected, case
+    # Never retried, and nothing left the page: no ticket request, no socket.
+    quiet_window(demo.page)
+    assert demo.token_requests == [] and demo.sockets == []
+
+
+CLOSE_ARGUMENTS = """
+async ([apiKey, earlyClose]) => {
+  const { connect } = await import("/static/wsauth.js");
+  const messages = [], closes = [], states = [];
+  const conn = connect({
+    tokenUrl: "/authenticate/token",
+    url: "/ws",
+    headers: () => ({ Authorization: "Bearer " + apiKey }),
+    onMessage: (data) => messages.push(data),
+    onClose: (info) => closes.push(info),
+    onStateChange: (state) => states.push(state),
+  });
+  const until = async (condition) => {
+    const deadline = Date.now() + 15_000;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error("timed out in state " + conn.state);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  const attempt = (...args) => {
+    try { conn.close(...args); return null; }
+    catch (error) { return error.name; }
+  };
+  const echo = async (text) => {
+    const sent = conn.send(text);
+    await until(() => messages.includes("demo: " + text));
+    return sent;
+  };
+
+  if (earlyClose) {
+    // Before the socket exists: the arguments are still checked, nothing stops.
+    const early = [attempt(1001), attempt(1000, "x".repeat(124)), conn.state];
+    await until(() => conn.state === "open");
+    return { early, echoed: await echo("opened anyway"), states };
+  }
+  await until(() => conn.state === "open");
+
+  const calls = {
+    goingAway: [1001],
+    below: [999],
+    reserved: [1005],
+    belowApp: [2999],
+    above: [5000],
+    fraction: [4000.5],
+    nan: [NaN],
+    string: ["4xyz"],
+    numericString: ["4000"],
+    nullCode: [null],
+    longReason: [4000, "x".repeat(124)],
+    longUtf8Reason: [4000, "\\u00e9".repeat(62)],
+    longSurrogateReason: [4000, "\\ud800".repeat(42)],
+    reasonNotString: [4000, 42],
+  };
+  const invalid = {};
+  for (const [name, args] of Object.entries(calls)) {
+    const error = attempt(...args);
+    invalid[name] = [error, conn.state, conn.send("ping " + name)];
+  }
+  const echoed = await echo("still usable");
+
+  // A valid close with the longest reason allowed (123 UTF-8 bytes).
+  const reason = "\\u00e9".repeat(61) + "x";
+  const valid = attempt(4000, reason);
+  const stateAfterClose = conn.state;
+  await until(() => closes.length === 1);
+  return {
+    invalid,
+    echoed,
+    valid,
+    stateAfterClose,
+    close: closes[0],
+    again: [attempt(), attempt(1001), conn.state],
+    sendAfterClose: conn.send("x"),
+    states,
+    reasonMatches: closes[0].reason === reason,
+    error: conn.error,
+  };
+}
+"""
+
+
+def test_invalid_close_arguments_throw_and_keep_the_connection_open(demo: DemoPage) -> None:
+    # Browsers allow close code 1000 or 3000-4999 and a reason of at most 123
+    # UTF-8 bytes. close() checks its arguments before it changes anything:
+    # a bad call throws and leaves the connection open and usable.
+    result = demo.page.evaluate(CLOSE_ARGUMENTS, [API_KEY, False])
+    range_errors = {"goingAway", "below", "reserved", "belowApp", "above"}
+    range_errors |= {"longReason", "longUtf8Reason", "longSurrogateReason"}
+    for name, (error, state, sent) in result["invalid"].items():
+        assert error == ("RangeError" if name in range_errors else "TypeError"), name
+        assert (state, sent) == ("open", True), name
+    assert len(result["invalid"]) == 14
+    assert result["echoed"] is True
+
+    # Then a valid close works: closed for good, the socket closed cleanly.
+    assert result["valid"] is None and result["stateAfterClose"] == "closed"
+    close = result["close"]
+    assert close["code"] == 4000 and result["reasonMatches"]
+    assert close["wasClean"] is True and close["willReconnect"] is False
+    # A second close() is a no-op; invalid arguments still throw.
+    assert result["again"] == [None, "RangeError", "closed"]
+    assert result["sendAfterClose"] is False and result["error"] is None
+    assert result["states"] == ["connecting", "open", "closed"]
+    quiet_window(demo.page)
+    assert len(demo.token_requests) == 1 and len(demo.sockets) == 1
+
+
+def test_invalid_close_before_open_throws_and_the_connection_still_opens(demo: DemoPage) -> None:
+    # The arguments are checked in every state, also before a socket exists
+    # (where the browser would never see them): nothing is stopped.
+    result = demo.page.evaluate(CLOSE_ARGUMENTS, [API_KEY, True])
+    assert result["early"] == ["RangeError", "RangeError", "connecting"]
+    assert result["echoed"] is True
+    assert result["states"] == ["connecting", "open"]
+    assert len(demo.token_requests) == 1 and len(demo.sockets) == 1

@@ -14,7 +14,8 @@ export declare const REFRESHED_TYPE: "wsauth.refreshed";
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
 export type Transport = "query" | "subprotocol";
 /**
- * - `auth`: the ticket endpoint answered 401/403 (or the headers callback threw); never retried.
+ * - `auth`: the ticket endpoint answered 401/403, or the `headers` callback threw or `headers`
+ *   gave an invalid `HeadersInit` (the browser's TypeError is the `cause`); never retried.
  * - `http`: another non-2xx answer; 5xx, 408, 425 and 429 are retried.
  * - `network`: the ticket request or the handshake failed, or the client gave up retrying.
  * - `protocol`: the ticket endpoint's 2xx answer is not `{"token": ...}` JSON.
@@ -141,7 +142,16 @@ export declare class WSAuthConnection {
   readonly protocol: string;
   /** Send on the open socket; returns false (message dropped) when not open. */
   send(data: string | ArrayBufferLike | Blob | ArrayBufferView): boolean;
-  /** Close for good: no reconnect; pending ticket requests are aborted. */
+  /**
+   * Close for good: no reconnect; pending ticket requests are aborted.
+   *
+   * `code` (default 1000) must be 1000 or 3000-4999 and `reason` (default "") at most
+   * 123 bytes in UTF-8, the limits of `WebSocket.close`. They are checked first, in every
+   * state: an invalid call throws and changes nothing (the connection goes on as before).
+   *
+   * @throws {TypeError} `code` is not an integer number or `reason` is not a string.
+   * @throws {RangeError} `code` is not 1000 or in 3000-4999, or `reason` is too long.
+   */
   close(code?: number, reason?: string): void;
 }
 

@@ -191,6 +191,27 @@ function socketUrl(url) {
   return parsed;
 }
 
+/**
+ * Check close() arguments as WebSocket.close would, before any state changes.
+ *
+ * @param {unknown} code
+ * @param {unknown} reason
+ */
+function checkClose(code, reason) {
+  if (typeof code !== "number" || !Number.isInteger(code)) {
+    throw new TypeError(`wsauth: close code must be an integer, got ${String(code)}`);
+  }
+  if (code !== 1000 && !(code >= 3000 && code <= 4999)) {
+    throw new RangeError(`wsauth: close code must be 1000 or 3000-4999, got ${code}`);
+  }
+  if (typeof reason !== "string") throw new TypeError("wsauth: close reason must be a string");
+  // Lone surrogates encode as U+FFFD (3 bytes), as the browser counts them.
+  const bytes = new TextEncoder().encode(reason).length;
+  if (bytes > 123) {
+    throw new RangeError(`wsauth: close reason must be at most 123 UTF-8 bytes, got ${bytes}`);
+  }
+}
+
 /** @param {Response} response */
 async function errorReason(response) {
   try {
@@ -324,10 +345,17 @@ export class WSAuthConnection {
   /**
    * Close for good: no reconnect, pending ticket requests are aborted.
    *
-   * @param {number} [code] Close code for the open socket (1000).
-   * @param {string} [reason] Close reason.
+   * The arguments are checked first, in every state: an invalid call throws
+   * and changes nothing (the connection goes on as before).
+   *
+   * @param {number} [code] Close code for the open socket (1000): 1000 or 3000-4999,
+   *     the codes a browser lets a page send.
+   * @param {string} [reason] Close reason, at most 123 bytes in UTF-8 ("").
+   * @throws {TypeError} `code` is not an integer number or `reason` not a string.
+   * @throws {RangeError} `code` is not 1000 or in 3000-4999, or `reason` is too long.
    */
   close(code = 1000, reason = "") {
+    checkClose(code, reason);
     if (this.#stopped) return;
     this.#stop();
     if (this.#ws) this.#ws.close(code, reason);
@@ -407,7 +435,15 @@ export class WSAuthConnection {
       } catch (cause) {
         throw new WSAuthError("auth", "the headers callback failed", { cause });
       }
-      const headers = new Headers(extra ?? undefined);
+      /** @type {Headers} */
+      let headers;
+      try {
+        headers = new Headers(extra ?? undefined);
+      } catch (cause) {
+        // Not a valid HeadersInit (a bad name or value, a number, ...): the
+        // app's credentials are unusable, like a callback that throws.
+        throw new WSAuthError("auth", "the headers option gave invalid headers", { cause });
+      }
       headers.set("Accept", "application/json");
       /** @type {string | undefined} */
       let body;
