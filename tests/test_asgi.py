@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
@@ -37,11 +38,13 @@ def _app(name: str, secret: str, **options: Any) -> tuple[Sanic[Any, Any], WSAut
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_server(app: Sanic[Any, Any]) -> AsyncIterator[str]:
+async def uvicorn_server(
+    app: Sanic[Any, Any], *, log_level: str = "critical"
+) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, ws="websockets-sansio", log_level="critical", lifespan="on")
+    config = uvicorn.Config(app, ws="websockets-sansio", log_level=log_level, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -74,6 +77,38 @@ async def test_refusals_are_clear_4xx(secret: str, app_name: str) -> None:
             expected = reason or "origin_forbidden"
             assert json.loads(refused.body) == {"error": expected}
     assert wsauth.counters == {"accepted": 1, "malformed": 1, "missing": 1, "origin_forbidden": 1}
+
+
+async def test_uvicorns_own_log_lines_hold_no_ticket(secret: str, app_name: str) -> None:
+    """uvicorn logs each websocket request line on its own loggers, which do not
+    propagate to the root logger: the redaction must sit on them too."""
+    app, wsauth = _app(app_name, secret)
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    keep = Keep()
+    async with uvicorn_server(app, log_level="info") as host:
+        logger = logging.getLogger("uvicorn.error")
+        logger.addHandler(keep)
+        try:
+            ticket = wsauth.issue("alice")
+            # Refused for its origin, the ticket is not spent: still usable,
+            # which is why it must not be in a log file.
+            refused = await handshake(
+                f"ws://{host}/ws?token={ticket}", origin="https://evil.example"
+            )
+            assert refused.status == 403
+            ok = await handshake(f"ws://{host}/ws?token={ticket}")
+            assert ok.status == 101
+        finally:
+            logger.removeHandler(keep)
+    text = "\n".join(lines)
+    assert '"WebSocket /ws?token=[redacted]" 403' in text, text  # uvicorn did log them
+    assert '"WebSocket /ws?token=[redacted]" [accepted]' in text, text
+    assert not any(ticket[i : i + 9] in text for i in range(len(ticket) - 8))
 
 
 async def test_refusal_without_the_response_extension(secret: str, app_name: str) -> None:

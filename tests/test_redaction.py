@@ -146,6 +146,31 @@ def test_filter_rewrites_message_args_extras_and_tracebacks(ticket: str) -> None
     assert "ValueError" in rendered and REDACTED in rendered
 
 
+def test_a_formatter_that_formats_exc_info_itself_sees_no_ticket(ticket: str) -> None:
+    # Sanic's JSONFormatter calls formatException(record.exc_info) again,
+    # rather than reusing the exc_text the filter redacted.
+    from sanic.logging.formatter import JSONFormatter
+
+    redactor = TicketRedactor()
+    try:
+        raise ValueError(f"Bad URL: /ws?token={ticket}")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("sanic.error", logging.ERROR, __file__, 1, "failed", (), exc_info)
+    redactor.filter(record)
+    for formatter in (logging.Formatter(), JSONFormatter()):
+        rendered = formatter.format(record)
+        assert leaks(rendered, ticket) == [], type(formatter).__name__
+        assert "Bad URL" in rendered, type(formatter).__name__  # the traceback is kept
+    # A traceback without a ticket keeps its exc_info for every formatter.
+    try:
+        raise ValueError("plain")
+    except ValueError:
+        plain = logging.LogRecord("sanic.error", 40, __file__, 1, "x", (), sys.exc_info())
+    redactor.filter(plain)
+    assert plain.exc_info is not None
+
+
 def test_an_attribute_added_between_the_logger_and_the_handler_is_redacted(
     ticket: str,
 ) -> None:

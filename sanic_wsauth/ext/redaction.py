@@ -12,11 +12,13 @@ import logging
 import re
 from urllib.parse import unquote_plus
 
-__all__ = ["REDACTED", "TicketRedactor", "install_redaction"]
+__all__ = ["REDACTED", "RedactedTraceback", "TicketRedactor", "install_redaction"]
 
 REDACTED = "[redacted]"
 
-#: Loggers that Sanic and websockets write request lines to.
+#: Loggers that Sanic, websockets and the ASGI servers that run Sanic write
+#: request lines to (uvicorn's and hypercorn's do not propagate to the root
+#: logger; uvicorn also hands ``uvicorn.error`` to websockets as its logger).
 LOGGER_NAMES = (
     "sanic.root",
     "sanic.error",
@@ -27,6 +29,13 @@ LOGGER_NAMES = (
     "websockets.server",
     "websockets.client",
     "websockets.protocol",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "gunicorn.error",
+    "gunicorn.access",
+    "hypercorn.error",
+    "hypercorn.access",
     "sanic_wsauth",
 )
 
@@ -55,6 +64,14 @@ _SKIP = frozenset(
         "args",
     }
 )
+
+
+class RedactedTraceback(Exception):
+    """Stands in for a logged exception whose text held a ticket.
+
+    Its message is the whole traceback, redacted, so a formatter that formats
+    ``record.exc_info`` itself shows that rather than the original.
+    """
 
 
 #: A maximal run of base64url characters and dots (a ticket is one such run).
@@ -164,7 +181,12 @@ class TicketRedactor(logging.Filter):
             if key not in _SKIP and isinstance(value, str):
                 record.__dict__[key] = self.redact(value)
         if record.exc_info and not record.exc_text:
-            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redact(text)
+            if record.exc_text != text:
+                # A formatter that formats exc_info itself (Sanic's JSON one
+                # does) would print the ticket again: it gets the redacted text.
+                record.exc_info = (RedactedTraceback, RedactedTraceback(record.exc_text), None)
         elif record.exc_text:
             record.exc_text = self.redact(record.exc_text)
         return True
