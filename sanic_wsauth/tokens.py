@@ -41,6 +41,7 @@ from itsdangerous.encoding import base64_encode, int_to_bytes
 from .exceptions import (
     AudienceMismatch,
     BadSignature,
+    ConfigurationError,
     IPMismatch,
     MalformedTicket,
     MissingTicket,
@@ -185,6 +186,24 @@ def _make_ticket(
     return ticket
 
 
+def _text_bytes(text: str) -> bytes:
+    """``text`` as UTF-8; bytes that were not UTF-8 come back as they were.
+
+    The environment and the command line keep such bytes as lone surrogates
+    (``surrogateescape``). Any other lone surrogate raises UnicodeEncodeError.
+    """
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _salt_bytes(salt: str) -> bytes:
+    if not isinstance(salt, str):
+        raise ConfigurationError("the salt must be a string")
+    try:
+        return _text_bytes(salt)
+    except UnicodeEncodeError:
+        raise ConfigurationError("the salt holds a lone surrogate, which is not text") from None
+
+
 def _coerce_keys(secret_keys: SecretKeys) -> list[bytes]:
     """Return the keys as bytes, oldest first, refusing weak or odd values."""
     if isinstance(secret_keys, (str, bytes)):
@@ -201,7 +220,12 @@ def _coerce_keys(secret_keys: SecretKeys) -> list[bytes]:
     keys: list[bytes] = []
     for key in candidates:
         if isinstance(key, str):
-            raw = key.encode("utf-8")
+            try:
+                raw = _text_bytes(key)
+            except UnicodeEncodeError:
+                raise WeakSecretError(
+                    f"secret key holds a lone surrogate, which is not text; {_KEYGEN_HINT}"
+                ) from None
         elif isinstance(key, bytes):
             raw = key
         else:
@@ -483,7 +507,7 @@ class TicketIssuer:
         _check_positive("max_age", max_age)
         self.salt = salt
         self.max_age = max_age
-        self._key = _derive(_coerce_keys(secret_keys)[-1], salt.encode("utf-8"))
+        self._key = _derive(_coerce_keys(secret_keys)[-1], _salt_bytes(salt))
         self._mac = _HmacSha256(self._key)
         self._clock = clock
 
@@ -574,7 +598,7 @@ class TicketVerifier:
         _check_positive("max_token_bytes", max_token_bytes)
         if leeway < 0:
             raise ValueError("leeway must not be negative")
-        salt_bytes = salt.encode("utf-8")
+        salt_bytes = _salt_bytes(salt)
         self.salt = salt
         self.max_age = max_age
         self.leeway = leeway

@@ -157,6 +157,19 @@ def test_issue_json_reports_expires_in(secret: str) -> None:
     assert TicketVerifier(secret, max_age=12).verify(body["token"]).subject == "bob"
 
 
+def test_secret_and_salt_bytes_that_are_not_utf8_work_both_ways() -> None:
+    # The environment and the command line keep such bytes as lone surrogates;
+    # issue and inspect --verify must agree on them, with no traceback.
+    secret = "k" * 40 + "\udcff"  # the byte 0xff
+    issued = run_cli("issue", "--subject", "bob", "--salt", "s\udcfe", secret=secret)
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip()
+    verified = run_cli("inspect", token, "--verify", "--salt", "s\udcfe", secret=secret)
+    assert verified.returncode == 0, verified.stderr
+    refused = run_cli("inspect", token, "--verify", "--salt", "s\udcfd", secret=secret)
+    assert_clean_error(refused, 1, token)
+
+
 def test_issue_salt_must_match_the_verifier(secret: str) -> None:
     token = run_cli("issue", "--subject", "a", "--salt", "other", secret=secret).stdout.strip()
     assert TicketVerifier(secret, salt="other").verify(token).subject == "a"

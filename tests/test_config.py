@@ -62,6 +62,15 @@ def test_env_style_strings_are_converted() -> None:
         ("WSAUTH_QUERY_PARAM", ""),
         ("WSAUTH_ALLOWED_ORIGINS", 5),
         ("WSAUTH_MAX_AGE", True),
+        # What Sanic's env loader makes of "nan", "inf" and "1.9":
+        ("WSAUTH_MAX_CONNECTION_AGE", float("nan")),  # would switch the cap off
+        ("WSAUTH_MAX_CONNECTION_AGE", float("inf")),  # Infinity in the endpoint's JSON
+        ("WSAUTH_REDIS_TIMEOUT", float("inf")),  # no bound on a Redis call
+        ("WSAUTH_REDIS_TIMEOUT", float("nan")),
+        ("WSAUTH_MAX_AGE", float("inf")),  # int(inf): OverflowError
+        ("WSAUTH_MAX_AGE", float("nan")),
+        ("WSAUTH_MAX_AGE", 1.9),  # not silently 1
+        ("WSAUTH_LEEWAY", 2.5),
     ],
 )
 def test_bad_values_are_refused(key: str, value: Any) -> None:
@@ -95,6 +104,29 @@ def test_numeric_env_secret_is_refused(monkeypatch: pytest.MonkeyPatch, app_name
     assert isinstance(app.config.WSAUTH_SECRET, int)
     with pytest.raises(WeakSecretError, match="must be a string, not int"):
         WSAuth(app).configure()
+
+
+def test_a_nan_cap_from_the_environment_stops_construction(
+    monkeypatch: pytest.MonkeyPatch, app_name: str
+) -> None:
+    monkeypatch.setenv("SANIC_WSAUTH_MAX_CONNECTION_AGE", "nan")
+    app: Sanic[Any, Any] = Sanic(app_name)
+    assert app.config.WSAUTH_MAX_CONNECTION_AGE != app.config.WSAUTH_MAX_CONNECTION_AGE  # NaN
+    with pytest.raises(ConfigurationError, match="finite"):
+        WSAuth(app, secret_keys="k" * 40)
+
+
+def test_whole_float_values_are_accepted() -> None:
+    config = resolve_config({"WSAUTH_MAX_AGE": 45.0, "WSAUTH_SECRET": "k" * 40}, {})
+    assert config.max_age == 45 and isinstance(config.max_age, int)
+
+
+def test_a_byte_key_need_not_be_utf8(app_name: str) -> None:
+    key = bytes(range(256))[128:192]  # 64 bytes, none of them valid UTF-8 on its own
+    ext = WSAuth(Sanic(app_name), secret_keys=key)
+    ext.configure()
+    ticket = TicketVerifier(key).verify(ext.issue("bytes"))
+    assert ticket.subject == "bytes"
 
 
 def test_env_secret_is_used(monkeypatch: pytest.MonkeyPatch, app_name: str) -> None:

@@ -8,6 +8,7 @@ which wins over the default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -30,8 +31,8 @@ CONFIG_PREFIX = "WSAUTH_"
 class WSAuthConfig:
     """Resolved settings; see the README's configuration table."""
 
-    secret: tuple[str, ...] = ()
-    verify_secrets: tuple[str, ...] = ()
+    secret: tuple[str | bytes, ...] = ()
+    verify_secrets: tuple[str | bytes, ...] = ()
     salt: str = SALT
     max_age: int = DEFAULT_MAX_AGE
     leeway: int = DEFAULT_LEEWAY
@@ -78,12 +79,24 @@ def _as_bool(name: str, value: Any) -> bool:
 
 
 def _as_number(name: str, value: Any, kind: type[int] | type[float], minimum: float) -> Any:
+    """A finite number of at least ``minimum``; for an ``int`` setting, a whole one.
+
+    Sanic's environment loader turns ``nan``, ``inf`` and ``1.5`` into floats:
+    NaN would switch a ``> 0`` check off, infinity would lift a bound (and
+    write ``Infinity`` into JSON), and ``int(1.9)`` would silently be 1.
+    """
     if isinstance(value, bool):
         raise ConfigurationError(f"{config_key(name)} must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigurationError(f"{config_key(name)} must be a finite number, got {value!r}")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ConfigurationError(f"{config_key(name)} must be a whole number, got {value!r}")
     try:
         number = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigurationError(f"{config_key(name)} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigurationError(f"{config_key(name)} must be a finite number, got {value!r}")
     if number < minimum:
         raise ConfigurationError(f"{config_key(name)} must be at least {minimum}")
     return number
@@ -104,7 +117,7 @@ def _as_list(name: str, value: Any) -> tuple[str, ...]:
     return out
 
 
-def _as_secrets(name: str, value: Any) -> tuple[str, ...]:
+def _as_secrets(name: str, value: Any) -> tuple[str | bytes, ...]:
     if value is None:
         return ()
     if isinstance(value, str) and name == "verify_secrets":
@@ -117,11 +130,10 @@ def _as_secrets(name: str, value: Any) -> tuple[str, ...]:
         raise WeakSecretError(
             f"{config_key(name)} must be a string, not {type(value).__name__}; {_KEYGEN_HINT}"
         )
-    keys: list[str] = []
+    keys: list[str | bytes] = []
     for key in value:
-        if isinstance(key, bytes):
-            key = key.decode("utf-8", "surrogateescape")
-        if not isinstance(key, str):
+        # Bytes stay bytes: any byte string is a key, UTF-8 or not.
+        if not isinstance(key, (str, bytes)):
             raise WeakSecretError(
                 f"{config_key(name)} must be a string, not {type(key).__name__}; {_KEYGEN_HINT}"
             )
