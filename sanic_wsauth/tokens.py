@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import os
 import re
 import time
@@ -295,8 +296,8 @@ class _HmacSha256:
 
 
 def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be positive")
+    if not 0 < value < math.inf:  # NaN fails both comparisons
+        raise ValueError(f"{name} must be a positive, finite number")
 
 
 def normalize_ip(value: str) -> str:
@@ -596,7 +597,7 @@ class TicketVerifier:
     ) -> None:
         _check_positive("max_age", max_age)
         _check_positive("max_token_bytes", max_token_bytes)
-        if leeway < 0:
+        if not 0 <= leeway < math.inf:
             raise ValueError("leeway must not be negative")
         salt_bytes = _salt_bytes(salt)
         self.salt = salt

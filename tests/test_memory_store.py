@@ -144,7 +144,7 @@ def test_cap_must_be_positive() -> None:
         MemoryReplayStore(max_entries=0)
 
 
-@pytest.mark.parametrize("margin", [-1.0, float("nan")])
+@pytest.mark.parametrize("margin", [-1.0, float("nan"), float("inf")])
 def test_margin_must_be_zero_or_more(margin: float) -> None:
     with pytest.raises(ValueError):
         MemoryReplayStore(margin=margin)

@@ -76,6 +76,10 @@ async def expect_unavailable(store: RedisReplayStore, count: int = 1) -> list[Ba
         {"url": "redis://127.0.0.1:6379/0", "prefix": ""},
         {"url": "redis://127.0.0.1:6379/0", "timeout": 0},
         {"url": "redis://127.0.0.1:6379/0", "margin": -1},
+        {"url": "redis://127.0.0.1:6379/0", "timeout": float("inf")},  # no bound at all
+        {"url": "redis://127.0.0.1:6379/0", "timeout": float("nan")},
+        {"url": "redis://127.0.0.1:6379/0", "margin": float("inf")},
+        {"url": "redis://127.0.0.1:6379/0", "margin": float("nan")},
         {"url": "redis://127.0.0.1:6379/0", "max_connections": 0},
         {"url": "redis://127.0.0.1:6379/0", "max_connections": True},
     ],

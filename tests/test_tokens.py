@@ -431,6 +431,15 @@ def test_constructor_arguments_are_checked(secret: str) -> None:
         TicketVerifier(secret, leeway=-1)
     with pytest.raises(ValueError):
         TicketIssuer(secret, max_age=-5)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            TicketVerifier(secret, max_age=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            TicketVerifier(secret, leeway=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            TicketVerifier(secret, max_token_bytes=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            TicketIssuer(secret, max_age=bad)  # type: ignore[arg-type]
 
 
 def test_token_core_imports_no_sanic_and_no_redis() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,8 +55,8 @@ class MemoryReplayStore(ReplayStore):
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
-        if not margin >= 0:
-            raise ValueError("margin must be zero or more seconds")
+        if not 0 <= margin < math.inf:  # NaN fails both comparisons
+            raise ValueError("margin must be a finite number of seconds, zero or more")
         self.max_entries = max_entries
         self.margin = float(margin)
         self._clock = clock

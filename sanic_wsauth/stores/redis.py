@@ -195,10 +195,10 @@ class RedisReplayStore(ReplayStore):
             )
         if not isinstance(prefix, str) or not prefix:
             raise ConfigurationError("the Redis key prefix must be a non-empty string")
-        if not timeout > 0:
-            raise ConfigurationError("the Redis timeout must be positive")
-        if not margin >= 0:
-            raise ConfigurationError("the Redis expiry margin must not be negative")
+        if not 0 < timeout < math.inf:  # NaN fails both comparisons
+            raise ConfigurationError("the Redis timeout must be a positive, finite number")
+        if not 0 <= margin < math.inf:
+            raise ConfigurationError("the Redis expiry margin must be a finite number >= 0")
         if isinstance(max_connections, bool) or not (
             isinstance(max_connections, int) and max_connections >= 1
         ):
