@@ -15,11 +15,13 @@ from sanic import Request, Sanic
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from sanic_wsauth import ConfigurationError, TicketIssuer, WSAuth
+from sanic_wsauth import ConfigurationError, MemoryReplayStore, TicketIssuer, WSAuth
 from sanic_wsauth.demo import DEMO_SUBPROTOCOL
 from sanic_wsauth.ext.lifetime import NOT_REFRESH, parse_refresh
 
 from ._support import Served, post_token, run_demo, serve
+from .test_asgi import _app as asgi_app
+from .test_asgi import uvicorn_server
 
 #: Generous bound that only catches a hang, never a slow machine.
 LIVENESS = 15.0
@@ -152,6 +154,97 @@ async def test_refresh_extends_the_deadline_and_is_not_delivered(capped: Any) ->
     assert _close_of(closed) == (4001, "connection_age")
     assert seen == ["after refresh"]  # the handler never saw a refresh frame
     assert wsauth.counters["refreshed"] == 2
+
+
+class _SlowStore(MemoryReplayStore):
+    """A replay set whose claims take a while, like Redis under load."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def claim(self, jti: str, expires_at: float) -> bool:
+        await asyncio.sleep(self.delay)
+        return await super().claim(jti, expires_at)
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["sanic", "asgi"])
+async def test_a_refresh_whose_claim_outlasts_the_cap_does_not_extend_it(
+    secret: str, app_name: str, asgi: bool
+) -> None:
+    options: dict[str, Any] = {
+        "max_connection_age": 1.0,
+        "refresh": True,
+        "store": _SlowStore(0.8),
+    }
+    if asgi:
+        app, wsauth = asgi_app(app_name, secret, **options)
+    else:
+        app, wsauth, _ = _app(app_name, secret, **options)
+    runner: Any = uvicorn_server if asgi else serve
+    async with runner(app) as srv:
+        base = f"ws://{srv}" if asgi else srv.ws
+        # The handshake's own claim takes 0.8 s too; the cap counts from the 101.
+        async with connect(f"{base}/ws?token={wsauth.issue('alice')}") as ws:
+            await asyncio.sleep(0.5)
+            # Claimed from 0.5 s to 1.3 s: the cap closes the socket at 1.0 s.
+            await ws.send(_refresh_frame(wsauth.issue("alice")))
+            closed = await _closed(ws)
+    assert _close_of(closed) == (4001, "connection_age")
+    assert wsauth.counters["connection_age"] == 1
+    assert wsauth.counters["refreshed"] == 0  # not extended, not counted, no answer sent
+
+
+def _masked_text(payload: bytes) -> bytes:
+    """One client text frame (masked, as RFC 6455 requires of clients)."""
+    mask = os.urandom(4)
+    size = len(payload)
+    length = bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big")
+    return b"\x81" + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def test_a_refresh_claimed_while_the_cap_is_closing_gets_no_answer(
+    secret: str, app_name: str
+) -> None:
+    """The cap sends its close at 1.0 s; the client never answers it, so the
+    socket is still up (closing) when the refresh's claim returns at 1.3 s."""
+    app, wsauth, _ = _app(
+        app_name, secret, max_connection_age=1.0, refresh=True, store=_SlowStore(0.8)
+    )
+
+    @app.signal("websocket.handler.before")
+    async def short_close_timeout(request: Request, websocket: Any) -> None:
+        websocket.close_timeout = 2  # Sanic's default is 10 s
+
+    async with serve(app) as srv:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /ws?token={wsauth.issue('alice')} HTTP/1.1\r\nHost: x\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
+        assert head.startswith(b"HTTP/1.1 101")
+        await asyncio.sleep(0.5)
+        writer.write(_masked_text(_refresh_frame(wsauth.issue("alice")).encode()))
+        received = b""
+
+        async def until_eof() -> None:
+            nonlocal received
+            while chunk := await reader.read(4096):
+                received += chunk
+
+        try:
+            await asyncio.wait_for(until_eof(), LIVENESS)  # never answers the close
+        finally:
+            writer.close()
+    assert received[:1] == b"\x88"  # the close frame, and nothing before it
+    assert received[4 : 4 + received[1] - 2] == b"connection_age"
+    assert b"wsauth.refreshed" not in received
+    assert wsauth.counters["refreshed"] == 0 and wsauth.counters["connection_age"] == 1
 
 
 async def test_refresh_updates_the_ticket_seen_by_the_handler(secret: str, app_name: str) -> None:

@@ -150,6 +150,8 @@ class ConnectionLifetime:
         self.max_age = max_age
         self.subject = ticket.subject
         self.deadline = self._loop.time() + max_age
+        #: Set once the age cap decided to close: a refresh is too late then.
+        self._closing = False
         if refresh:
             self._intercept_refresh()
 
@@ -171,7 +173,7 @@ class ConnectionLifetime:
         Returns:
             Whether the socket stays open.
         """
-        if not self._is_open():
+        if self._closing or not self._is_open():
             return False
         wsauth = self._wsauth
         request = self._request
@@ -183,12 +185,20 @@ class ConnectionLifetime:
             await wsauth._observe_rejection(request, exc)
             await self._close(REFRESH_CLOSE_CODE, exc.reason)
             return False
+        if self._closing or not self._is_open():
+            # The cap fired, or the client left, during the claim (a Redis
+            # round trip): the ticket is spent, and the socket is not extended.
+            return False
         self.deadline = self._loop.time() + self.max_age
         request.ctx.ticket = ticket
         wsauth.counters["refreshed"] += 1
-        await self._ws.send(
-            json.dumps({"type": REFRESHED_TYPE, "expires_in": _expires_in(self.max_age)})
-        )
+        try:
+            await self._ws.send(
+                json.dumps({"type": REFRESHED_TYPE, "expires_in": _expires_in(self.max_age)})
+            )
+        except Exception:  # noqa: BLE001 - the socket closed as we answered
+            logger.debug("sanic-wsauth: socket closed before the refresh answer")
+            return False
         return True
 
     async def watch(self) -> None:
@@ -202,6 +212,7 @@ class ConnectionLifetime:
                 return
         if not self._is_open():
             return
+        self._closing = True  # ws.close() may wait for its lock: no refresh now
         self._wsauth.counters[AGE_CLOSE_REASON] += 1
         await ws.close(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
         # A client that never answers the close frame is cut off.
@@ -280,6 +291,7 @@ class AsgiLifetime(ConnectionLifetime):
             except asyncio.TimeoutError:
                 continue
         if self._is_open():
+            self._closing = True
             self._wsauth.counters[AGE_CLOSE_REASON] += 1
             await self._close(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
 
