@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import secrets
 import sys
@@ -315,12 +316,25 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             report["verified"] = True
 
     if args.json:
-        print(json.dumps(report))  # ASCII: valid JSON whatever the terminal encoding
+        # ASCII: valid JSON whatever the terminal encoding; and strict JSON:
+        # a payload's NaN or Infinity (Python's json reads them) becomes text.
+        print(json.dumps(_strict_json(report)))
     else:
         _print_report(report, args.max_age, args.leeway)
     if failure is not None:
         raise _Failed(f"ticket rejected: {report['check']} check failed ({_detail(failure)})")
     return EXIT_OK
+
+
+def _strict_json(value: Any) -> Any:
+    """``value`` with every NaN and infinity replaced by its text ("NaN", "Infinity")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_strict_json(item) for item in value]
+    return value
 
 
 def _escape(char: str) -> str:

@@ -436,3 +436,18 @@ def test_inspect_prints_hostile_payload_text_safely(secret: str) -> None:
         assert report.returncode == 0, report.stderr
         assert report.stdout.isascii()
         assert json.loads(report.stdout)["payload"]["sub"] == "\udcff\x1b[2J\u202e"
+
+
+def test_inspect_json_is_strict_json_even_for_a_nan_payload(secret: str) -> None:
+    # Python's json writes and reads NaN and Infinity; strict parsers do not.
+    token = TicketIssuer(secret).sign_payload(
+        {"jti": "ab" * 16, "sub": "alice", "ext": {"n": float("nan"), "big": [float("-inf")]}}
+    )
+    report = run_cli("inspect", token, "--json")
+    assert report.returncode == 0, report.stderr
+
+    def strict(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    payload = json.loads(report.stdout, parse_constant=strict)["payload"]
+    assert payload["ext"] == {"n": "NaN", "big": ["-Infinity"]}
