@@ -36,6 +36,7 @@ __all__ = [
     "AudienceMismatch",
     "BadSignature",
     "ConfigurationError",
+    "ContextUnusable",
     "ForbiddenError",
     "IPMismatch",
     "MalformedTicket",
@@ -174,4 +175,15 @@ class StoreUnavailable(WSAuthError):
     """The replay store could not record the claim; fail closed (HTTP 503)."""
 
     reason = "store_unavailable"
+    status = 503
+
+
+class ContextUnusable(WSAuthError):
+    """The app's ``request.ctx`` type cannot hold ``ticket`` (HTTP 503).
+
+    Found before the claim, so the ticket is not spent; logged once per
+    handshake with what to change.
+    """
+
+    reason = "context_unusable"
     status = 503

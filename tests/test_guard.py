@@ -245,3 +245,113 @@ async def test_ticket_in_subprotocol_opens_socket(served: Served) -> None:
     assert result.status == 101 and result.reply == "carol: ping"
     assert result.subprotocol is None
     assert token not in json.dumps(result.headers)
+
+
+async def _raw(port: int, method: str, target: str) -> bytes:
+    """A websocket upgrade request with any method; what came back, up to EOF or 2 s."""
+    import asyncio
+    import base64
+    import os
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    head = (
+        f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    writer.write(head.encode())
+    received = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(4096), 2):
+            received += chunk
+    except TimeoutError:
+        pass
+    finally:
+        writer.close()
+    return received
+
+
+async def test_a_plain_route_that_wraps_a_websocket_handler_is_guarded(
+    app_name: str, secret: str
+) -> None:
+    """sanic-ext adds a HEAD route for every GET route, websocket routes included,
+    wrapping the websocket handler in a plain HTTP route; that route performs
+    the handshake too, so an upgrade request to it needs a ticket."""
+    import functools
+
+    app = build_app(app_name, secret)
+
+    async def feed(request: Request, ws: Any) -> None:
+        await ws.send(f"feed for {getattr(request.ctx, 'ticket', None)}")
+
+    app.add_websocket_route(feed, "/feed")
+    # What sanic-ext's http_auto_head registers: the websocket wrapper, as HTTP.
+    wrapped = functools.partial(app._websocket_handler, feed, subprotocols=None)
+    app.add_route(wrapped, "/feed", methods=["HEAD"], name="feed_head")
+    async with serve(app) as srv:
+        refused = await _raw(srv.port, "HEAD", "/feed")
+        assert refused.startswith(b"HTTP/1.1 401"), refused[:200]
+        assert b"feed for" not in refused
+        token = wsauth(srv).issue("carol")
+        accepted = await _raw(srv.port, "HEAD", f"/feed?token={token}")
+        assert accepted.startswith(b"HTTP/1.1 101"), accepted[:200]
+        assert b"feed for Ticket(" in accepted and b"carol" in accepted
+    assert wsauth(srv).counters["missing"] == 1 and wsauth(srv).counters["accepted"] == 1
+
+
+async def test_a_route_added_on_the_router_directly_is_not_a_500(
+    app_name: str, secret: str
+) -> None:
+    # app.router.add() makes a route without Sanic's route.extra fields.
+    app = build_app(app_name, secret)
+
+    async def raw(request: Request) -> Any:
+        return text("raw")
+
+    app.router.add("/raw", ["GET"], raw)
+    async with serve(app) as srv:
+        result = await _raw_http(srv, "/raw")
+        assert result == (200, "raw")
+
+
+async def _raw_http(srv: Served, path: str) -> tuple[int, str]:
+    import asyncio
+    import urllib.request
+
+    def get() -> tuple[int, str]:
+        with urllib.request.urlopen(f"{srv.http}{path}", timeout=5) as response:  # noqa: S310
+            return response.status, response.read().decode()
+
+    return await asyncio.to_thread(get)
+
+
+async def test_a_context_that_cannot_hold_the_ticket_is_503_and_spends_nothing(
+    app_name: str, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import dataclass
+
+    from sanic.request import Request as SanicRequest
+
+    @dataclass(slots=True)
+    class Ctx:
+        user: str | None = None
+
+    class SlottedContextRequest(SanicRequest):
+        @staticmethod
+        def make_context() -> Any:
+            return Ctx()
+
+    store = MemoryReplayStore()
+    app: Sanic[Any, Any] = Sanic(app_name, request_class=SlottedContextRequest)
+    WSAuth(app, secret_keys=secret, store=store)
+
+    @app.websocket("/ws")
+    async def echo(request: Request, ws: Any) -> None:
+        await ws.send("opened")
+
+    async with serve(app) as srv:
+        result = await handshake(f"{srv.ws}/ws?token={wsauth(srv).issue('dave')}")
+        assert_refused(result, 503, "context_unusable")
+    assert len(store) == 0  # refused before the claim: the ticket is not spent
+    assert wsauth(srv).counters == {"context_unusable": 1}
+    assert any("cannot hold the ticket" in r.getMessage() for r in caplog.records)

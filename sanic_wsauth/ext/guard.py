@@ -15,6 +15,7 @@ from sanic import HTTPResponse, Request
 
 from ..exceptions import (
     AudienceMismatch,
+    ContextUnusable,
     StoreUnavailable,
     SubjectMismatch,
     SubprotocolRequired,
@@ -50,6 +51,15 @@ def _route_audience(request: Request, policy: RoutePolicy) -> str:
     return value
 
 
+def _asks_upgrade(request: Request) -> bool:
+    """Whether the request asks for a websocket (``Upgrade: websocket``)."""
+    return any(
+        token.strip().lower() == "websocket"
+        for value in request.headers.getall("upgrade", [])
+        for token in value.split(",")
+    )
+
+
 def _offered(request: Request) -> set[str]:
     """The subprotocols the client offers (the ticket entry already removed)."""
     return {
@@ -74,7 +84,12 @@ class HandshakeGuard:
 
     async def __call__(self, request: Request) -> HTTPResponse | None:
         route = request.route
-        if route is None or not route.extra.websocket:
+        if route is None:
+            return None
+        # A websocket route; or any other route asked to upgrade: a route that
+        # wraps a websocket handler (sanic-ext's automatic HEAD route does)
+        # performs the handshake too, whatever its method.
+        if not getattr(route.extra, "websocket", False) and not _asks_upgrade(request):
             return None
         policy = policy_for(route)
         if policy.public:
@@ -82,19 +97,36 @@ class HandshakeGuard:
         wsauth = self._wsauth
         try:
             ticket = self.check(request, policy)
+        except WSAuthError as exc:
+            return await self._refuse(request, exc)
+        try:
+            # Before the claim: a request.ctx that cannot hold the ticket
+            # (an app's own slotted context type) must not spend it.
+            request.ctx.ticket = ticket
+        except (AttributeError, TypeError):
+            logger.error(
+                "sanic-wsauth: request.ctx (%s) cannot hold the ticket; give the app's "
+                "context type a 'ticket' attribute",
+                type(request.ctx).__name__,
+            )
+            return await self._refuse(request, ContextUnusable())
+        try:
             await self.claim(ticket)
         except WSAuthError as exc:
-            await wsauth._observe_rejection(request, exc)
-            if request.app.asgi:
-                asgi.route_refusal(request)
-            return error_response(exc)
-        request.ctx.ticket = ticket
+            del request.ctx.ticket  # a refused request is not authenticated
+            return await self._refuse(request, exc)
         wsauth.counters["accepted"] += 1
         if TICKET_ACCEPTED in request.app.signal_router.name_index:
             await notify(
                 request.app, TICKET_ACCEPTED, {"request": request, "subject": ticket.subject}
             )
         return None
+
+    async def _refuse(self, request: Request, exc: WSAuthError) -> HTTPResponse:
+        await self._wsauth._observe_rejection(request, exc)
+        if request.app.asgi:
+            asgi.route_refusal(request)
+        return error_response(exc)
 
     def check(self, request: Request, policy: RoutePolicy) -> Ticket:
         """Every handshake check but the replay claim: origin, ticket, route.
