@@ -205,3 +205,31 @@ def test_server_starts_with_an_env_secret() -> None:
         stop_process_group(proc)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("WSAUTH_TOKEN_PATH", "/api/ticket"),
+        ("WSAUTH_STATIC_PATH", "/assets/wsauth.js"),
+        ("WSAUTH_QUERY_PARAM", "ticket"),
+        ("WSAUTH_SUBPROTOCOL_PREFIX", "t."),
+    ],
+)
+def test_a_setting_the_constructor_acted_on_cannot_change_later(
+    app_name: str, key: str, value: str
+) -> None:
+    # The routes and the log redactor are made by WSAuth(app): set later,
+    # these would silently not take effect (the endpoint would stay put).
+    app: Sanic[Any, Any] = Sanic(app_name)
+    ext = WSAuth(app, secret_keys="k" * 40, authenticate=lambda r: "u")
+    app.config[key] = value
+    with pytest.raises(ConfigurationError, match=f"{key} was set after WSAuth"):
+        ext.configure()
+
+
+def test_settings_given_before_the_extension_are_fine(app_name: str) -> None:
+    app: Sanic[Any, Any] = Sanic(app_name)
+    app.config.WSAUTH_TOKEN_PATH = "/api/ticket"
+    ext = WSAuth(app, secret_keys="k" * 40, authenticate=lambda r: "u")
+    assert ext.configure().token_path == "/api/ticket"

@@ -91,6 +91,24 @@ def test_audience_parameter(
 
 
 @pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON; charset=utf-8", "application/vnd.api+json"],
+)
+def test_a_json_audience_is_read_whatever_the_spelling_of_its_type(
+    app_name: str, secret: str, content_type: str
+) -> None:
+    app = make_app(app_name, secret)
+    _, response = app.test_client.post(
+        "/authenticate/token",
+        headers={"Authorization": "Bearer user-1", "content-type": content_type},
+        content=b'{"audience": "/ws/x"}',
+    )
+    assert response.status == 200
+    payload, _ = decode_unverified(response.json["token"])
+    assert payload["aud"] == "/ws/x"
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"content": b"{not json", "headers": {"content-type": "application/json"}},
@@ -102,8 +120,21 @@ def test_audience_parameter(
         {"content": b"[" * 100_000, "headers": {"content-type": "application/json"}},
         # A lone surrogate, which JSON can escape and no ticket can hold.
         {"content": b'{"audience": "\\ud800"}', "headers": {"content-type": "application/json"}},
+        # A body the endpoint cannot read: not an unbound ticket instead.
+        {"content": b'{"audience": "/ws/x"}', "headers": {"content-type": "text/plain"}},
+        {"content": b"audience=/ws/x", "headers": {}},
     ],
-    ids=["not-json", "not-a-string", "empty", "too-long", "twice", "deep", "surrogate"],
+    ids=[
+        "not-json",
+        "not-a-string",
+        "empty",
+        "too-long",
+        "twice",
+        "deep",
+        "surrogate",
+        "text-plain",
+        "no-type",
+    ],
 )
 def test_bad_audience_requests_get_400(app_name: str, secret: str, kwargs: dict[str, Any]) -> None:
     app = make_app(app_name, secret)

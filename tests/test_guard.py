@@ -355,3 +355,36 @@ async def test_a_context_that_cannot_hold_the_ticket_is_503_and_spends_nothing(
     assert len(store) == 0  # refused before the claim: the ticket is not spent
     assert wsauth(srv).counters == {"context_unusable": 1}
     assert any("cannot hold the ticket" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_default_audience_is_the_decoded_path(app_name: str, secret: str) -> None:
+    """The handler sees /ws/room/%61dmin as room "admin": its audience is
+    /ws/room/admin, so a ticket for the literal spelling cannot sidestep an
+    authorize() that refuses /ws/room/admin; and a ticket for /ws/café opens
+    the route the browser requests as /ws/caf%C3%A9."""
+    app: Sanic[Any, Any] = Sanic(app_name)
+    WSAuth(app, secret_keys=secret)
+
+    @app.websocket("/ws/room/<room>", unquote=True)
+    async def room(request: Request, ws: Any, room: str) -> None:
+        await ws.send(f"room {room}")
+
+    @app.websocket("/ws/café")
+    async def cafe(request: Request, ws: Any) -> None:
+        await ws.send("café")
+
+    async with serve(app) as srv:
+        ext = wsauth(srv)
+        literal = ext.issue("eve", audience="/ws/room/%61dmin")
+        refused = await handshake(f"{srv.ws}/ws/room/%61dmin?token={literal}")
+        assert_refused(refused, 403, "audience_mismatch")
+        decoded = ext.issue("eve", audience="/ws/room/admin")
+        opened = await handshake(f"{srv.ws}/ws/room/%61dmin?token={decoded}")
+        assert opened.status == 101 and opened.reply == "room admin"
+        cafe_ticket = ext.issue("eve", audience="/ws/café")
+        opened = await handshake(f"{srv.ws}/ws/caf%C3%A9?token={cafe_ticket}")
+        assert opened.status == 101 and opened.reply == "café"
+        # %2F stays encoded: one segment does not pass for two.
+        slash = ext.issue("eve", audience="/ws/room/a/b")
+        refused = await handshake(f"{srv.ws}/ws/room/a%2Fb?token={slash}")
+        assert_refused(refused, 403, "audience_mismatch")

@@ -84,6 +84,8 @@ class WSAuth:
 
         # Routes must exist before the app starts: read their paths now.
         early = resolve_config({**app.config, config_key("secret"): "-"}, options)
+        self._early = early
+        self._has_endpoint = authenticate is not None
         self._redactor = TicketRedactor(
             query_param=early.query_param, prefix=early.subprotocol_prefix
         )
@@ -123,6 +125,7 @@ class WSAuth:
             ConfigurationError, WeakSecretError: the settings are unusable.
         """
         config = resolve_config(self.app.config, self._options)
+        self._check_unchanged(config)
         self._issuer = TicketIssuer(config.secret, salt=config.salt, max_age=config.max_age)
         self._verifier = TicketVerifier(
             [*config.verify_secrets, *config.secret],
@@ -141,6 +144,24 @@ class WSAuth:
             raise ConfigurationError(f"WSAUTH_ALLOWED_ORIGINS: {exc}") from None
         self._config = config
         return config
+
+    def _check_unchanged(self, config: WSAuthConfig) -> None:
+        """Refuse settings changed after ``WSAuth(app)`` that it already acted on.
+
+        The routes (ticket endpoint, static client) and the log redactor are
+        made in the constructor, from the settings of that moment.
+        """
+        early = self._early
+        names = ["static_path", "query_param", "subprotocol_prefix"]
+        if self._has_endpoint:
+            names.insert(0, "token_path")
+        for name in names:
+            if getattr(config, name) != getattr(early, name):
+                key = config_key(name)
+                raise ConfigurationError(
+                    f"{key} was set after WSAuth() was created and would not take effect; "
+                    f"set it in app.config (or the environment, or {name}=) before WSAuth(app)"
+                )
 
     def _make_store(self, config: WSAuthConfig) -> ReplayStore:
         if self._store_given is not None:

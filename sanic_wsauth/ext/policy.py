@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from sanic import Request
 from sanic_routing import Route
@@ -14,6 +16,7 @@ __all__ = ["AudienceSpec", "RoutePolicy", "audience", "policy_for", "public"]
 F = TypeVar("F", bound=Callable[..., Any])
 AudienceSpec = str | Callable[[Request], str]
 
+_SLASH = re.compile("%2F", re.IGNORECASE)
 _PUBLIC = "__wsauth_public__"
 _AUDIENCE = "__wsauth_audience__"
 
@@ -50,12 +53,25 @@ class RoutePolicy:
     def audience_for(self, request: Request) -> str:
         spec = self.audience
         if spec is None:
+            path = request.path
+            if "%" in path:
+                path = _decoded_path(path)
             # Sanic routes "/ws/admin/" to "/ws/admin" (strict_slashes off):
             # one audience per route, so an authorize() that compares paths
             # cannot be sidestepped with a trailing slash.
-            path = request.path
             return path.rstrip("/") or "/"
         return spec if isinstance(spec, str) else spec(request)
+
+
+def _decoded_path(path: str) -> str:
+    """``path`` with its percent-escapes decoded, all but ``%2F``.
+
+    The handler sees ``/ws/room/%61dmin`` as room ``admin``; its audience must
+    be ``/ws/room/admin`` too, or an ``authorize()`` that refuses that string
+    could be sidestepped by spelling it differently. ``%2F`` stays encoded
+    (upper case): decoded, it would make one path segment look like two.
+    """
+    return "%2F".join(unquote(part, errors="surrogateescape") for part in _SLASH.split(path))
 
 
 def _original_handler(route: Route) -> Any:
