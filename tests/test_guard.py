@@ -388,3 +388,15 @@ async def test_the_default_audience_is_the_decoded_path(app_name: str, secret: s
         slash = ext.issue("eve", audience="/ws/room/a/b")
         refused = await handshake(f"{srv.ws}/ws/room/a%2Fb?token={slash}")
         assert_refused(refused, 403, "audience_mismatch")
+
+
+async def test_only_the_decorator_makes_a_route_public(app_name: str, secret: str) -> None:
+    app = build_app(app_name, secret)
+
+    async def feed(request: Request, ws: Any) -> None:
+        await ws.send("feed")
+
+    # Sanic's route context keywords are not a way around the guard.
+    app.add_websocket_route(feed, "/feed", ctx_wsauth_public=True)
+    async with serve(app) as srv:
+        assert_refused(await handshake(f"{srv.ws}/feed"), 401, "missing")

@@ -94,9 +94,9 @@ def policy_for(route: Route) -> RoutePolicy:
     if cached is None:
         handler = _original_handler(route)
         cached = RoutePolicy(
-            public=bool(
-                getattr(handler, _PUBLIC, False) or getattr(route.ctx, "wsauth_public", False)
-            ),
+            # Only the decorator: the README promises it is the one way to skip
+            # the guard (a truthy route.ctx.wsauth_public used to count too).
+            public=getattr(handler, _PUBLIC, False) is True,
             audience=getattr(handler, _AUDIENCE, None),
             subprotocols=_route_subprotocols(route),
         )
