@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Mint a sanic-wsauth ticket (format v1) in Node.js, with the built-in crypto
-// module only. See docs/ticket-format.md; the Python test suite runs this file
-// and checks its tickets against tests/vectors.json and TicketVerifier.
+// Mint a sanic-wsauth ticket (format v1) in Node.js, with built-in modules
+// only. See docs/ticket-format.md; the Python test suite runs this file and
+// checks its tickets against tests/vectors.json and TicketVerifier.
 //
 //   WSAUTH_SECRET=... node examples/issue-ticket.mjs --subject alice \
 //       [--audience /chat] [--client-ip 203.0.113.7] [--claims '{"role":"admin"}'] \
@@ -10,8 +10,14 @@
 // --jti and --timestamp exist to reproduce test vectors; leave them out in real
 // use. The ticket is printed on stdout. Exit codes: 0 ok, 2 usage or
 // configuration error (one line on stderr; the secret is never printed).
+//
+// As a module, `import { signPayload } from "./issue-ticket.mjs"` gives the
+// signing function alone: the command line runs only when this file is the
+// program's entry point.
 
 import { createHmac, randomUUID } from "node:crypto";
+import { realpathSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 
 const SALT = "sanic-wsauth";
 const MIN_KEY_BYTES = 32;
@@ -124,4 +130,16 @@ function main() {
   process.stdout.write(`${ticket}\n`);
 }
 
-main();
+/** Whether this file is the program's entry point (`node issue-ticket.mjs ...`), not an import. */
+function isEntryPoint() {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    // Node loads the entry point by its real path (symlinks resolved).
+    return import.meta.url === pathToFileURL(realpathSync(entry)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) main();

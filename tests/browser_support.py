@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from sanic import Request as SanicRequest
 from sanic import Sanic
+from sanic.response import HTTPResponse, html
+from sanic.response import json as json_response
 
 from ._support import Served, run_demo, serve
 from .conftest import skip_or_fail
@@ -29,6 +33,7 @@ __all__ = [
     "DemoPage",
     "ServerThread",
     "chromium",
+    "client_test_app",
     "demo_process",
 ]
 
@@ -45,6 +50,7 @@ LAUNCH_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 API_KEY = "browser-test-key"
 TOKEN_PATH = "/authenticate/token"
+CLIENT_MODULE = Path(__file__).resolve().parent.parent / "sanic_wsauth" / "static" / "wsauth.js"
 
 
 @contextlib.contextmanager
@@ -184,6 +190,70 @@ class DemoPage:
         path = ARTIFACTS / name
         self.page.screenshot(path=str(path), full_page=True)
         return path
+
+
+def client_test_app(name: str) -> Sanic[Any, Any]:
+    """A scripted stand-in server for the browser client alone (no tickets checked).
+
+    - ``GET /``: an empty page; ``GET /static/wsauth.js``: the client module,
+      read from disk on every request.
+    - ``POST /authenticate/token``: ``{"token", "max_connection_age", "refresh"}``
+      from the query: ``age`` (seconds, default 0), ``refresh=1``; ``status=N``
+      answers ``{"error": "scripted"}`` with that status instead.
+    - ``/ws`` (websocket): with ``close=<code>`` (and ``reason``, ``after``
+      seconds) it closes with that code; otherwise it echoes, and answers a
+      ``wsauth.refresh`` frame with ``{"type": "wsauth.refreshed", "expires_in":
+      <age>}``, like a server with in-band refresh.
+    """
+    app: Sanic[Any, Any] = Sanic(name)
+    app.config.WEBSOCKET_PING_INTERVAL = None
+    counter = iter(range(1, 1_000_000))
+
+    @app.get("/")
+    async def page(request: SanicRequest) -> HTTPResponse:
+        return html("<!doctype html><title>wsauth client test</title><p>client test</p>")
+
+    @app.get("/static/wsauth.js")
+    async def module(request: SanicRequest) -> HTTPResponse:
+        return HTTPResponse(
+            CLIENT_MODULE.read_bytes(),
+            content_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.post(TOKEN_PATH)
+    async def token(request: SanicRequest) -> HTTPResponse:
+        status = int(request.args.get("status", "200"))
+        if status != 200:
+            return json_response({"error": "scripted"}, status=status)
+        return json_response(
+            {
+                "token": f"scripted-{next(counter)}",
+                "expires_in": 30,
+                "max_connection_age": float(request.args.get("age", "0")),
+                "refresh": request.args.get("refresh") == "1",
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.websocket("/ws")  # type: ignore[untyped-decorator]  # Sanic is untyped here
+    async def socket(request: SanicRequest, ws: Any) -> None:
+        if "close" in request.args:
+            await asyncio.sleep(float(request.args.get("after", "0")))
+            await ws.close(int(request.args.get("close", "1000")), request.args.get("reason", ""))
+            return
+        async for message in ws:
+            try:
+                frame = json.loads(message)
+            except ValueError:
+                frame = None
+            if isinstance(frame, dict) and frame.get("type") == "wsauth.refresh":
+                age = float(request.args.get("age", "0"))
+                await ws.send(json.dumps({"type": "wsauth.refreshed", "expires_in": age}))
+            else:
+                await ws.send(f"echo: {message}")
+
+    return app
 
 
 class ServerThread:

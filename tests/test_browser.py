@@ -19,7 +19,14 @@ from sanic import Sanic
 from sanic.response import html
 
 from ._support import free_port, new_secret, post_token
-from .browser_support import API_KEY, DemoPage, ServerThread, chromium, demo_process
+from .browser_support import (
+    API_KEY,
+    DemoPage,
+    ServerThread,
+    chromium,
+    client_test_app,
+    demo_process,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -256,6 +263,10 @@ def test_connect_validates_its_options(demo: DemoPage) -> None:
             subprotocolAlone: attempt({ ...ok, transport: "subprotocol" }),
             ticketAsProtocol: attempt({ ...ok, protocols: ["wsauth.ticket.x"] }),
             refreshAt: attempt({ ...ok, refreshAt: 1.5 }),
+            ticketTimeoutNaN: attempt({ ...ok, ticketTimeout: NaN }),
+            ticketTimeoutZero: attempt({ ...ok, ticketTimeout: 0 }),
+            openTimeoutText: attempt({ ...ok, openTimeout: "5000" }),
+            openTimeoutInfinite: attempt({ ...ok, openTimeout: Infinity }),
             valid: attempt(ok),
             sendBeforeOpen: (() => { const c = connect(ok); const sent = c.send("x");
                                      c.close(); return [sent, c.state]; })(),
@@ -271,6 +282,10 @@ def test_connect_validates_its_options(demo: DemoPage) -> None:
         "subprotocolAlone",
         "ticketAsProtocol",
         "refreshAt",
+        "ticketTimeoutNaN",
+        "ticketTimeoutZero",
+        "openTimeoutText",
+        "openTimeoutInfinite",
     ):
         assert errors[key] is not None and errors[key].startswith("TypeError: wsauth:"), key
     assert "protocols" in errors["subprotocolAlone"]
@@ -707,3 +722,386 @@ def test_invalid_close_before_open_throws_and_the_connection_still_opens(demo: D
     assert result["echoed"] is True
     assert result["states"] == ["connecting", "open"]
     assert len(demo.token_requests) == 1 and len(demo.sockets) == 1
+
+
+# --- the client against a scripted stand-in server ----------------------------
+
+
+@pytest.fixture
+def scripted(browser: Browser, app_name: str) -> Iterator[DemoPage]:
+    """A page on ``client_test_app``: scripted ticket answers and socket closes."""
+    with ServerThread(client_test_app(app_name)) as server:
+        page = DemoPage.open(browser, server.http)
+        try:
+            yield page
+        finally:
+            page.close()
+
+
+RUN_CASES = """
+async ([cases, deadline]) => {
+  const { connect } = await import("/static/wsauth.js");
+  const run = (spec) => new Promise((resolve) => {
+    const states = [], closes = [], onErrors = [];
+    let headersCalls = 0, conn = null;
+    let reconnect = spec.reconnect;
+    if (spec.undefinedFields) {
+      // JSON has no undefined: set these reconnect fields to it here.
+      reconnect = { ...reconnect };
+      for (const name of spec.undefinedFields) reconnect[name] = undefined;
+    }
+    const options = {
+      tokenUrl: spec.tokenUrl ?? "/authenticate/token",
+      url: spec.url ?? "/ws",
+      reconnect,
+      onStateChange: (state, info) => states.push([
+        state, info.previous, info.error ? info.error.kind : null, info.attempt ?? null,
+        info.delay === undefined ? "none" : info.delay,
+      ]),
+      onClose: (info) => {
+        closes.push([info.code, info.reason, info.willReconnect]);
+        if (spec.closeInOnClose) conn.close();
+      },
+      onError: (error) => onErrors.push(error.kind),
+    };
+    if (spec.ticketTimeout !== undefined) options.ticketTimeout = spec.ticketTimeout;
+    if (spec.hangingHeaders) {
+      options.headers = () => { headersCalls += 1; return new Promise(() => {}); };
+    }
+    conn = connect(options);
+    const started = Date.now();
+    let closedAt = null;
+    const poll = setInterval(() => {
+      if (conn.state === "closed" && closedAt === null) closedAt = Date.now();
+      // Once closed, watch a little longer: nothing may follow.
+      const settled = closedAt !== null && Date.now() - closedAt > 500;
+      if (!settled && Date.now() - started < deadline) return;
+      clearInterval(poll);
+      const error = conn.error;
+      const result = {
+        state: conn.state,
+        states: [...states],
+        closes: [...closes],
+        onErrors: [...onErrors],
+        headersCalls,
+        sent: conn.send("x"),
+        error: error && {
+          kind: error.kind, message: error.message, code: error.code,
+          reason: error.reason, retryable: error.retryable,
+        },
+      };
+      conn.close(); // a client still retrying at the deadline stops here
+      resolve(result);
+    }, 20);
+  });
+  const names = Object.keys(cases);
+  const results = await Promise.all(names.map((name) => run(cases[name])));
+  return Object.fromEntries(names.map((name, i) => [name, results[i]]));
+}
+"""
+
+#: In-page bound of RUN_CASES (ms): a liveness bound, not a speed check.
+CASE_DEADLINE = 8_000
+
+
+def run_cases(page: DemoPage, cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    results: dict[str, Any] = page.page.evaluate(RUN_CASES, [cases, CASE_DEADLINE])
+    return results
+
+
+def test_close_in_on_close_keeps_the_connection_closed(scripted: DemoPage) -> None:
+    # The app may call conn.close() inside onClose, whatever the branch that
+    # called it: an age close (which reconnects even with reconnect: false), a
+    # server error close (retried), or reconnect: false (not retried). The
+    # state must stay "closed": no "reconnecting", no retry, no error.
+    age = "/ws?close=4001&reason=connection_age&after=2"  # a normal age close
+    error = "/ws?close=1011&reason=scripted"
+    results = run_cases(
+        scripted,
+        {
+            "age": {"url": age, "closeInOnClose": True},
+            "ageNoReconnect": {"url": age, "reconnect": False, "closeInOnClose": True},
+            "error": {"url": error, "closeInOnClose": True},
+            "errorNoReconnect": {"url": error, "reconnect": False, "closeInOnClose": True},
+        },
+    )
+    will_reconnect = {"age": True, "ageNoReconnect": True, "error": True}
+    seen, expected = {}, {}
+    for case, result in results.items():
+        seen[case] = {
+            "closes": result["closes"],
+            "states": [s[:3] for s in result["states"]],
+            "final": [result["state"], result["error"], result["onErrors"], result["sent"]],
+        }
+        code, reason = (4001, "connection_age") if case.startswith("age") else (1011, "scripted")
+        expected[case] = {
+            "closes": [[code, reason, will_reconnect.get(case, False)]],
+            "states": [
+                ["connecting", None, None],
+                ["open", "connecting", None],
+                ["closed", "open", None],
+            ],
+            "final": ["closed", None, [], False],
+        }
+    assert seen == expected
+    quiet_window(scripted.page)
+    assert len(scripted.token_requests) == 4 and len(scripted.sockets) == 4
+
+
+def test_invalid_reconnect_options_throw_and_missing_fields_take_the_defaults(
+    scripted: DemoPage,
+) -> None:
+    checked = scripted.page.evaluate(
+        """async () => {
+          const { connect, backoffDelay } = await import("/static/wsauth.js");
+          const attempt = (reconnect) => {
+            const options = { tokenUrl: "/authenticate/token", url: "/ws", reconnect };
+            try { connect(options).close(); return null; }
+            catch (error) { return `${error.name}: ${error.message}`; }
+          };
+          const bad = {
+            initialDelay: [-1, NaN, Infinity, "500"],
+            maxDelay: [-1, NaN, Infinity, "1000"],
+            factor: [0, 0.5, NaN, Infinity, "2"],
+            maxRetries: [-1, 1.5, NaN, -Infinity, "3"],
+            stableAfter: [-1, NaN, Infinity, "5000"],
+          };
+          const invalid = {};
+          for (const [name, values] of Object.entries(bad)) {
+            invalid[name] = values.map((value) => attempt({ [name]: value }));
+          }
+          const unset = { initialDelay: undefined, maxDelay: undefined, factor: undefined,
+                          maxRetries: undefined, stableAfter: undefined };
+          const top = () => 0.999999;
+          return {
+            invalid,
+            valid: [
+              attempt({}), attempt(unset), attempt({ initialDelay: null, maxRetries: null }),
+              attempt({ maxRetries: Infinity }), attempt({ maxRetries: 0 }),
+              attempt({ initialDelay: 0, factor: 1, stableAfter: 0 }),
+              attempt({ maxDelay: 100 }),  // a cap below the default initial delay: allowed
+            ],
+            backoff: [1, 2, 7, 20].map((n) => backoffDelay(n, unset, top)),
+          };
+        }"""
+    )
+    for name, errors in checked["invalid"].items():
+        for error in errors:
+            assert error is not None and error.startswith(f"TypeError: wsauth: reconnect.{name} ")
+    assert checked["valid"] == [None] * 7
+    assert checked["backoff"] == [499, 999, 29999, 29999]  # the defaults, not NaN
+    quiet_window(scripted.page)
+    assert scripted.token_requests == []  # each closed before its first attempt
+
+
+def test_undefined_reconnect_fields_take_the_defaults(scripted: DemoPage) -> None:
+    # Undefined fields must not override the defaults: not a NaN delay (a
+    # timer of 0), and not an unbounded maxRetries (an endless retry storm).
+    failing = "/authenticate/token?status=503"  # retried with backoff
+    results = run_cases(
+        scripted,
+        {
+            "undefinedDelays": {
+                "tokenUrl": failing,
+                "reconnect": {"maxRetries": 1},
+                "undefinedFields": ["initialDelay", "maxDelay", "factor", "stableAfter"],
+            },
+            "undefinedMaxRetries": {
+                "tokenUrl": failing,
+                "reconnect": {"initialDelay": 1, "maxDelay": 1},
+                "undefinedFields": ["maxRetries"],
+            },
+        },
+    )
+    delays = [s[4] for s in results["undefinedDelays"]["states"] if s[0] == "reconnecting"]
+    short = results["undefinedDelays"]["error"] or {}
+    storm = results["undefinedMaxRetries"]
+    checks = {
+        "one retry, its delay under the default initialDelay": len(delays) == 1
+        and isinstance(delays[0], int)
+        and 0 <= delays[0] < 500,
+        "maxRetries 1 still applies": str(short.get("message")).startswith("gave up after 2 "),
+        "default maxRetries (10) applies": storm["state"] == "closed"
+        and str((storm["error"] or {}).get("message")).startswith("gave up after 11 failed"),
+        "attempts 1 to 10": [s[3] for s in storm["states"] if s[0] == "reconnecting"]
+        == list(range(1, 11)),
+    }
+    assert checks == dict.fromkeys(checks, True)
+    quiet_window(scripted.page)
+    assert len(scripted.token_requests) == 2 + 11
+
+
+def test_a_connection_age_beyond_the_timer_range_does_not_refresh_at_once(
+    scripted: DemoPage,
+) -> None:
+    # setTimeout cannot wait more than 2**31 - 1 ms (about 24.8 days): a
+    # longer delay fires at once. Sixty days at refreshAt 0.8 is 4147200000 ms.
+    # Unclamped, the refresh fired at once, and each answer (expires_in: the
+    # same age) rescheduled at once again: a storm of ticket requests.
+    age = 60 * 86400
+    page = scripted.page
+    page.evaluate(
+        """() => {
+          window.timerDelays = [];
+          const original = window.setTimeout;
+          window.setTimeout = (callback, delay, ...args) => {
+            window.timerDelays.push(delay);
+            return original(callback, delay, ...args);
+          };
+        }"""
+    )
+    options = {
+        "tokenUrl": f"/authenticate/token?age={age}&refresh=1",
+        "url": f"/ws?age={age}",
+        "apiKey": API_KEY,
+    }
+    page.evaluate(CLIENT_RUN, [options])
+    page.wait_for_function("() => window.conn.state === 'open'", timeout=30_000)
+    quiet_window(page)
+    assert page.evaluate("() => window.conn.state") == "open"
+    assert len(scripted.token_requests) == 1 and len(scripted.sockets) == 1
+    assert not any("wsauth.refresh" in str(frame) for frame in scripted.frames_sent)
+    # The refresh timer was set, clamped to the longest delay a timer can wait.
+    delays = page.evaluate("() => window.timerDelays")
+    assert 2**31 - 1 in delays and max(delays) == 2**31 - 1
+    page.evaluate("() => window.conn.close()")
+
+
+def test_an_age_close_right_after_opening_is_a_failure_with_backoff(scripted: DemoPage) -> None:
+    # README: a server that accepts and drops at once cannot cause a storm.
+    # A 4001 age close counts as the normal end of a socket (reconnect at
+    # once, no failure) only after the socket lived 1 s; sooner, it is a
+    # failure: backoff, counted toward maxRetries, and not retried with
+    # reconnect: false.
+    at_once = "/ws?close=4001&reason=connection_age"
+    results = run_cases(
+        scripted,
+        {
+            "retried": {
+                "url": at_once,
+                "reconnect": {"initialDelay": 50, "maxDelay": 100, "maxRetries": 2},
+            },
+            "noReconnect": {"url": at_once, "reconnect": False},
+        },
+    )
+    retried = results["retried"]
+    assert [s[:4] for s in retried["states"]] == [
+        ["connecting", None, None, None],
+        ["open", "connecting", None, None],
+        ["reconnecting", "open", "closed", 1],
+        ["open", "reconnecting", None, None],
+        ["reconnecting", "open", "closed", 2],
+        ["open", "reconnecting", None, None],
+        ["closed", "open", "network", None],
+    ]
+    assert all(s[4] < 100 for s in retried["states"] if s[0] == "reconnecting")
+    assert retried["closes"] == [
+        [4001, "connection_age", True],
+        [4001, "connection_age", True],
+        [4001, "connection_age", False],
+    ]
+    assert retried["error"]["message"].startswith("gave up after 3 failed attempts")
+    assert (retried["error"]["code"], retried["error"]["reason"]) == (4001, "connection_age")
+    assert retried["onErrors"] == ["network"]
+
+    no_reconnect = results["noReconnect"]
+    assert [s[:3] for s in no_reconnect["states"]] == [
+        ["connecting", None, None],
+        ["open", "connecting", None],
+        ["closed", "open", "closed"],
+    ]
+    assert no_reconnect["closes"] == [[4001, "connection_age", False]]
+    assert no_reconnect["error"] == {
+        "kind": "closed",
+        "message": "the socket closed (4001 connection_age)",
+        "code": 4001,
+        "reason": "connection_age",
+        "retryable": False,
+    }
+    quiet_window(scripted.page)
+    assert len(scripted.token_requests) == 3 + 1 == len(scripted.sockets)
+
+
+def test_close_before_the_first_attempt_reports_connecting_first(scripted: DemoPage) -> None:
+    # The first report is always "connecting" (previous null), exactly once,
+    # even when close() comes before the microtask that starts the first
+    # attempt, and even when onStateChange closes it again re-entrantly.
+    results = scripted.page.evaluate(
+        """async () => {
+          const { connect } = await import("/static/wsauth.js");
+          const open = (reentrant) => {
+            const events = [];
+            let conn = null;
+            conn = connect({
+              tokenUrl: "/authenticate/token",
+              url: "/ws",
+              onStateChange: (state, info) => {
+                events.push([state, info.previous, info.error ?? null]);
+                if (reentrant && state === "connecting") conn.close();
+              },
+            });
+            conn.close();
+            const after = [conn.state, conn.send("x")];
+            return { conn, events, after };
+          };
+          const runs = { plain: open(false), reentrant: open(true) };
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          const out = {};
+          for (const [name, run] of Object.entries(runs)) {
+            out[name] = { events: run.events, after: run.after, state: run.conn.state };
+          }
+          return out;
+        }"""
+    )
+    for case, result in results.items():
+        assert result["events"] == [["connecting", None, None], ["closed", "connecting", None]], (
+            case
+        )
+        assert result["after"] == ["closed", False] and result["state"] == "closed", case
+    quiet_window(scripted.page)
+    assert scripted.token_requests == [] and scripted.sockets == []
+
+
+def test_a_headers_callback_that_never_settles_times_out_like_a_ticket_request(
+    scripted: DemoPage,
+) -> None:
+    # ticketTimeout bounds the headers callback too: one that never settles
+    # is a timed-out ticket request (network, retried), not a connection
+    # stuck in "connecting" forever.
+    timed_out = "the ticket request timed out (the headers callback did not settle)"
+    results = run_cases(
+        scripted,
+        {
+            "retried": {
+                "hangingHeaders": True,
+                "ticketTimeout": 200,
+                "reconnect": {"initialDelay": 50, "maxDelay": 100, "maxRetries": 2},
+            },
+            "noReconnect": {"hangingHeaders": True, "ticketTimeout": 200, "reconnect": False},
+        },
+    )
+    retried = results["retried"]
+    assert [s[:4] for s in retried["states"]] == [
+        ["connecting", None, None, None],
+        ["reconnecting", "connecting", "network", 1],
+        ["reconnecting", "reconnecting", "network", 2],
+        ["closed", "reconnecting", "network", None],
+    ]
+    assert retried["headersCalls"] == 3 and retried["onErrors"] == ["network"]
+    assert retried["error"]["message"] == f"gave up after 3 failed attempts: {timed_out}"
+
+    no_reconnect = results["noReconnect"]
+    assert [s[:3] for s in no_reconnect["states"]] == [
+        ["connecting", None, None],
+        ["closed", "connecting", "network"],
+    ]
+    assert no_reconnect["headersCalls"] == 1 and no_reconnect["onErrors"] == ["network"]
+    assert no_reconnect["error"] == {
+        "kind": "network",
+        "message": timed_out,
+        "code": None,
+        "reason": None,
+        "retryable": False,
+    }
+    quiet_window(scripted.page)
+    assert scripted.token_requests == [] and scripted.sockets == []

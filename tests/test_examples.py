@@ -88,10 +88,10 @@ def _node_args(payload: dict[str, Any]) -> list[str]:
     return args
 
 
-def test_node_script_imports_only_builtin_crypto() -> None:
+def test_node_script_imports_only_node_builtins() -> None:
     source = NODE_SCRIPT.read_text("utf-8")
     imports = re.findall(r"^\s*import\b.*?from\s+[\"']([^\"']+)[\"']", source, re.MULTILINE)
-    assert imports == ["node:crypto"]
+    assert imports == ["node:crypto", "node:fs", "node:url"]
     assert "require(" not in source and "import(" not in source
 
 
@@ -105,6 +105,59 @@ def test_node_reproduces_the_vector(node: str, vector: dict[str, Any]) -> None:
     result = run_node(node, *args, secret=VECTORS["secret"])
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+    assert result.stdout == vector["ticket"] + "\n"
+
+
+IMPORTER = """
+import { signPayload } from "%s";
+// The importer's own command line: nothing the example's CLI understands.
+const vectors = JSON.parse(process.env.VECTORS_JSON);
+for (const vector of vectors) {
+  process.stdout.write(signPayload(process.env.VECTOR_SECRET, vector.payload,
+                                   { timestamp: vector.timestamp }) + "\\n");
+}
+"""
+
+
+@pytest.mark.node
+@pytest.mark.parametrize("how", ["file", "eval"])
+def test_node_script_imports_as_a_module_without_running_its_cli(
+    node: str, how: str, tmp_path: Path
+) -> None:
+    # Importing signPayload must not parse the importer's argv (and exit 2):
+    # the CLI runs only when issue-ticket.mjs is the entry point.
+    code = IMPORTER % NODE_SCRIPT.as_uri()
+    if how == "file":
+        importer = tmp_path / "importer.mjs"
+        importer.write_text(code, "utf-8")
+        command = [node, str(importer), "--vectors", "all"]
+    else:
+        command = [node, "--input-type=module", "-e", code, "--", "--vectors", "all"]
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    env["VECTOR_SECRET"] = VECTORS["secret"]
+    env["VECTORS_JSON"] = json.dumps(UNCOMPRESSED)
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == [v["ticket"] for v in UNCOMPRESSED]
+
+
+@pytest.mark.node
+def test_node_script_runs_its_cli_through_a_symlink(node: str, tmp_path: Path) -> None:
+    # Node runs the entry point by its real path: a symlinked script (e.g. in
+    # ~/bin) is still the entry point.
+    link = tmp_path / "issue-ticket"
+    link.symlink_to(NODE_SCRIPT)
+    vector = UNCOMPRESSED[0]
+    args = [*_node_args(vector["payload"]), "--timestamp", str(vector["timestamp"])]
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    env["WSAUTH_SECRET"] = VECTORS["secret"]
+    result = subprocess.run(
+        [node, str(link), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
     assert result.stdout == vector["ticket"] + "\n"
 
 

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ from sanic_wsauth.tokens import (
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).with_name("vectors.json")).read_text(encoding="utf-8")
 )
+DOC = Path(__file__).resolve().parent.parent / "docs" / "ticket-format.md"
 SECRET: str = VECTORS["secret"]
 VALID: list[dict[str, Any]] = VECTORS["valid"]
 INVALID: list[dict[str, Any]] = VECTORS["invalid"]
@@ -212,3 +214,34 @@ def test_expiry_vectors_sit_exactly_one_second_past_the_edge() -> None:
     assert expired["ticket"] == early["ticket"] == minimal["ticket"]
     assert expired["now"] == minimal["timestamp"] + limits["max_age"] + limits["leeway"] + 1
     assert early["now"] == minimal["timestamp"] - limits["leeway"] - 1
+
+
+def _documented_mint() -> Callable[..., str]:
+    """The Python ``mint()`` snippet of docs/ticket-format.md, executed as it is."""
+    text = DOC.read_text(encoding="utf-8")
+    intro = text.index("The same in Python, with the standard library only")
+    match = re.compile(r"```python\n(.*?)```", re.DOTALL).search(text, intro)
+    assert match is not None, "no Python snippet after the step-by-step recipe"
+    namespace: dict[str, Any] = {}
+    exec(compile(match.group(1), str(DOC), "exec"), namespace)  # noqa: S102 - our own doc
+    mint: Callable[..., str] = namespace["mint"]
+    return mint
+
+
+@pytest.mark.parametrize("vector", VALID, ids=_ids(VALID))
+def test_documented_python_snippet_mints_the_exact_ticket(vector: dict[str, Any]) -> None:
+    mint = _documented_mint()
+    assert mint(vector["payload"], vector["timestamp"], SECRET, VECTORS["salt"]) == vector["ticket"]
+    assert mint(vector["payload"], vector["timestamp"], SECRET) == vector["ticket"]  # default salt
+
+
+def test_document_states_the_test_vector_parameters() -> None:
+    text = " ".join(DOC.read_text(encoding="utf-8").split())
+    match = re.search(
+        r"All vectors use the secret `([^`]+)` \((\d+) bytes\), the salt `([^`]+)`", text
+    )
+    assert match is not None
+    assert match.group(1) == SECRET
+    assert int(match.group(2)) == len(SECRET.encode("utf-8"))
+    assert match.group(3) == VECTORS["salt"]
+    assert VECTORS["derived_key_hex"] in text

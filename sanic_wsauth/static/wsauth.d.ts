@@ -17,23 +17,32 @@ export type Transport = "query" | "subprotocol";
  * - `auth`: the ticket endpoint answered 401/403, or the `headers` callback threw or `headers`
  *   gave an invalid `HeadersInit` (the browser's TypeError is the `cause`); never retried.
  * - `http`: another non-2xx answer; 5xx, 408, 425 and 429 are retried.
- * - `network`: the ticket request or the handshake failed, or the client gave up retrying.
+ * - `network`: the ticket request or the handshake failed, the ticket request (the `headers`
+ *   callback included) timed out, or the client gave up retrying.
  * - `protocol`: the ticket endpoint's 2xx answer is not `{"token": ...}` JSON.
- * - `closed`: an open socket closed (retried unless `reconnect` is false).
+ * - `closed`: an open socket closed (retried unless `reconnect` is false), a 4001 age close
+ *   within 1 s of opening included.
  * - `config`: the browser refused to create the WebSocket (bad url or protocols).
  */
 export type ErrorKind = "auth" | "http" | "network" | "protocol" | "closed" | "config";
 
+/**
+ * A field left out, `undefined` or `null` takes its default; any other invalid value makes
+ * `connect()` throw a `TypeError`.
+ */
 export interface ReconnectOptions {
-  /** Ceiling of the first retry's random delay, ms. Default 500. */
+  /** Ceiling of the first retry's random delay, ms, finite and >= 0. Default 500. */
   initialDelay?: number;
-  /** Cap of the delay ceiling, ms. Default 30000. */
+  /** Cap of the delay ceiling, ms, finite and >= 0. Default 30000. */
   maxDelay?: number;
-  /** Growth of the ceiling per consecutive failure. Default 2. */
+  /** Growth of the ceiling per consecutive failure, finite and >= 1. Default 2. */
   factor?: number;
-  /** Consecutive failed retries before giving up. Default 10; `Infinity` never gives up. */
+  /**
+   * Consecutive failed retries before giving up, an integer >= 0. Default 10; `Infinity`
+   * never gives up.
+   */
   maxRetries?: number;
-  /** A socket that stayed open this long (ms) resets the failure count. Default 5000. */
+  /** A socket that stayed open this long (ms, finite, >= 0) resets the failure count. Default 5000. */
   stableAfter?: number;
 }
 
@@ -87,15 +96,21 @@ export interface ConnectOptions {
   credentials?: RequestCredentials;
   /** Ask for a ticket bound to this audience (sent as a JSON body). */
   audience?: string;
-  /** Backoff settings, or false to never retry after a failure (a 4001 age close still reconnects). */
+  /**
+   * Backoff settings, or false to never retry after a failure (a 4001 age close still
+   * reconnects; one within 1 s of opening is a failure, with backoff and counted).
+   */
   reconnect?: ReconnectOptions | false;
   /** Refresh in-band when the ticket endpoint says `refresh: true`. Default true. */
   refresh?: boolean;
   /** Fraction of the connection age at which to refresh, in (0, 1). Default 0.8. */
   refreshAt?: number;
-  /** Abort a ticket request after this many ms. Default 10000. */
+  /**
+   * Abort a ticket request after this many ms, the `headers` callback included (one that has
+   * not settled by then is a `network` error, retried). A finite number > 0. Default 10000.
+   */
   ticketTimeout?: number;
-  /** Give up on a handshake after this many ms. Default 10000. */
+  /** Give up on a handshake after this many ms: a finite number > 0. Default 10000. */
   openTimeout?: number;
   /** The socket's binaryType. Default "blob". */
   binaryType?: BinaryType;
@@ -109,7 +124,10 @@ export interface ConnectOptions {
   onClose?: (info: CloseInfo) => void;
   /** The connection ended with an error (once; `state` is then "closed"). */
   onError?: (error: WSAuthError) => void;
-  /** Every state entered, including the first ("connecting") and each retry. */
+  /**
+   * Every state entered, including the first ("connecting", reported exactly once, also when
+   * `close()` comes before the first attempt) and each retry.
+   */
   onStateChange?: (state: ConnectionState, info: StateInfo) => void;
   onRefresh?: (info: RefreshInfo) => void;
 }
@@ -143,7 +161,8 @@ export declare class WSAuthConnection {
   /** Send on the open socket; returns false (message dropped) when not open. */
   send(data: string | ArrayBufferLike | Blob | ArrayBufferView): boolean;
   /**
-   * Close for good: no reconnect; pending ticket requests are aborted.
+   * Close for good: no reconnect; pending ticket requests are aborted. Also from inside a
+   * callback (e.g. `onClose`): the state stays "closed".
    *
    * `code` (default 1000) must be 1000 or 3000-4999 and `reason` (default "") at most
    * 123 bytes in UTF-8, the limits of `WebSocket.close`. They are checked first, in every

@@ -27,7 +27,8 @@
  * jitter, up to `reconnect.maxRetries` consecutive failures.
  *
  * Connection age (server option WSAUTH_MAX_CONNECTION_AGE): a close with code
- * 4001 reconnects at once with a new ticket. When the ticket endpoint answers
+ * 4001 reconnects at once with a new ticket (a 4001 within a second of opening
+ * counts as a failure, with backoff). When the ticket endpoint answers
  * `refresh: true`, the client sends a fresh ticket in-band at `refreshAt`
  * (80 %) of the age, `{"type":"wsauth.refresh","token":"..."}`, and swallows
  * the server's `{"type":"wsauth.refreshed",...}` answer.
@@ -52,9 +53,13 @@ export const REFRESHED_TYPE = "wsauth.refreshed";
  * @typedef {object} ReconnectOptions
  * @property {number} [initialDelay] Ceiling of the first retry's random delay, ms (500).
  * @property {number} [maxDelay] Cap of the delay ceiling, ms (30000).
- * @property {number} [factor] Growth of the ceiling per failure (2).
- * @property {number} [maxRetries] Consecutive failed retries before giving up (10; Infinity: never).
+ * @property {number} [factor] Growth of the ceiling per failure, >= 1 (2).
+ * @property {number} [maxRetries] Consecutive failed retries before giving up, an integer
+ *     >= 0 (10; Infinity: never).
  * @property {number} [stableAfter] A socket open this long (ms) resets the failure count (5000).
+ *
+ * The delays are finite numbers >= 0. A field left out, undefined or null takes its
+ * default; any other invalid value makes connect() throw a TypeError.
  */
 
 /**
@@ -69,10 +74,12 @@ export const REFRESHED_TYPE = "wsauth.refreshed";
  * @property {RequestCredentials} [credentials] fetch credentials mode for cookies ("same-origin").
  * @property {string} [audience] Ask for a ticket bound to this audience.
  * @property {ReconnectOptions | false} [reconnect] Backoff settings, or false to never retry
- *     after a failure (the server's 4001 age close still reconnects).
+ *     after a failure (the server's 4001 age close still reconnects, unless it came within
+ *     1 s of opening: that is a failure).
  * @property {boolean} [refresh] Refresh in-band when the server allows it (true).
  * @property {number} [refreshAt] Fraction of the connection age at which to refresh (0.8).
- * @property {number} [ticketTimeout] Abort a ticket request after this many ms (10000).
+ * @property {number} [ticketTimeout] Abort a ticket request after this many ms, the headers
+ *     callback included (10000).
  * @property {number} [openTimeout] Give up on a handshake after this many ms (10000).
  * @property {BinaryType} [binaryType] The socket's binaryType ("blob").
  * @property {string} [queryParam] Query parameter of the ticket ("token").
@@ -150,17 +157,92 @@ const RECONNECT_DEFAULTS = Object.freeze({
   stableAfter: 5_000,
 });
 
+/** The longest delay setTimeout can wait (ms, about 24.8 days); a longer one fires at once. */
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
+
+/**
+ * A 4001 age close counts as the normal end of a socket only when the socket
+ * lived this long (ms); a sooner one is a failure (backoff, counted), so a
+ * server that accepts and closes with 4001 at once cannot cause a storm.
+ */
+const MIN_AGE_CLOSE_LIFETIME = 1_000;
+
+/**
+ * setTimeout with the delay clamped to what a timer can wait.
+ *
+ * @param {() => void} callback
+ * @param {number} ms
+ */
+function later(callback, ms) {
+  return setTimeout(callback, Math.min(ms, MAX_TIMER_DELAY));
+}
+
+/**
+ * The reconnect settings with each missing (undefined or null) field defaulted.
+ *
+ * @param {ReconnectOptions} options
+ * @returns {Required<ReconnectOptions>}
+ */
+function reconnectSettings(options) {
+  return {
+    initialDelay: options.initialDelay ?? RECONNECT_DEFAULTS.initialDelay,
+    maxDelay: options.maxDelay ?? RECONNECT_DEFAULTS.maxDelay,
+    factor: options.factor ?? RECONNECT_DEFAULTS.factor,
+    maxRetries: options.maxRetries ?? RECONNECT_DEFAULTS.maxRetries,
+    stableAfter: options.stableAfter ?? RECONNECT_DEFAULTS.stableAfter,
+  };
+}
+
+/**
+ * Default and check the `reconnect` option (null: `reconnect: false`).
+ *
+ * @param {ReconnectOptions | false | undefined} option
+ * @returns {Required<ReconnectOptions> | null}
+ */
+function checkReconnect(option) {
+  if (option === false) return null;
+  const settings = reconnectSettings(option ?? {});
+  for (const name of /** @type {const} */ (["initialDelay", "maxDelay", "stableAfter"])) {
+    const value = settings[name];
+    if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+      throw new TypeError(`wsauth: reconnect.${name} must be a finite number >= 0 (ms)`);
+    }
+  }
+  const { factor, maxRetries } = settings;
+  if (typeof factor !== "number" || !Number.isFinite(factor) || factor < 1) {
+    throw new TypeError("wsauth: reconnect.factor must be a finite number >= 1");
+  }
+  if (!(maxRetries === Infinity || (Number.isInteger(maxRetries) && maxRetries >= 0))) {
+    throw new TypeError("wsauth: reconnect.maxRetries must be an integer >= 0 or Infinity");
+  }
+  return settings;
+}
+
+/**
+ * A timeout option: a finite number of milliseconds > 0 (NaN would abort at once).
+ *
+ * @param {string} name
+ * @param {unknown} value
+ * @returns {number}
+ */
+function checkTimeout(name, value) {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new TypeError(`wsauth: ${name} must be a finite number of ms > 0`);
+  }
+  return value;
+}
+
 /**
  * The delay before retry number `attempt` (1-based): "full jitter", a uniform
  * random value in [0, min(maxDelay, initialDelay * factor ** (attempt - 1))).
  *
  * @param {number} attempt
- * @param {ReconnectOptions} [options]
+ * @param {ReconnectOptions} [options] fields left out (or undefined) take the defaults
  * @param {() => number} [random]
  * @returns {number} milliseconds
  */
 export function backoffDelay(attempt, options = {}, random = Math.random) {
-  const { initialDelay, maxDelay, factor } = { ...RECONNECT_DEFAULTS, ...options };
+  const { initialDelay, maxDelay, factor } = reconnectSettings(options);
   const ceiling = Math.min(maxDelay, initialDelay * factor ** Math.max(0, attempt - 1));
   return Math.floor(random() * ceiling);
 }
@@ -212,6 +294,31 @@ function checkClose(code, reason) {
   }
 }
 
+/** Rejection of {@link untilAborted} when the signal aborts first. */
+const ABORTED = Symbol("aborted");
+
+/**
+ * Settle as `value` does, or reject with {@link ABORTED} as soon as `signal` aborts.
+ *
+ * @template T
+ * @param {T | Promise<T>} value
+ * @param {AbortSignal} signal
+ * @returns {Promise<T>}
+ */
+function untilAborted(value, signal) {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(ABORTED);
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    Promise.resolve(value)
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
 /** @param {Response} response */
 async function errorReason(response) {
   try {
@@ -255,8 +362,9 @@ function normalize(options) {
   }
   const refreshAt = options.refreshAt ?? 0.8;
   if (!(refreshAt > 0 && refreshAt < 1)) throw new TypeError("wsauth: refreshAt must be in (0, 1)");
-  const reconnect =
-    options.reconnect === false ? null : { ...RECONNECT_DEFAULTS, ...(options.reconnect ?? {}) };
+  const reconnect = checkReconnect(options.reconnect);
+  const ticketTimeout = checkTimeout("ticketTimeout", options.ticketTimeout ?? 10_000);
+  const openTimeout = checkTimeout("openTimeout", options.openTimeout ?? 10_000);
   return {
     ...options,
     transport,
@@ -268,8 +376,8 @@ function normalize(options) {
     credentials: options.credentials ?? "same-origin",
     queryParam: options.queryParam ?? "token",
     refresh: options.refresh ?? true,
-    ticketTimeout: options.ticketTimeout ?? 10_000,
-    openTimeout: options.openTimeout ?? 10_000,
+    ticketTimeout,
+    openTimeout,
     binaryType: options.binaryType ?? "blob",
   };
 }
@@ -301,6 +409,7 @@ export class WSAuthConnection {
   #openedAt = 0;
   #stopped = false;
   #refreshPending = false;
+  #announced = false;
 
   /** @param {ConnectOptions} options */
   constructor(options) {
@@ -309,7 +418,7 @@ export class WSAuthConnection {
     // ("connecting") happens when the caller already holds the handle.
     queueMicrotask(() => {
       if (this.#stopped) return;
-      call(this.#o.onStateChange, "connecting", { previous: null });
+      this.#announce();
       void this.#attempt();
     });
   }
@@ -357,12 +466,22 @@ export class WSAuthConnection {
   close(code = 1000, reason = "") {
     checkClose(code, reason);
     if (this.#stopped) return;
+    // Closed before the first attempt started: report "connecting" first all the same.
+    this.#announce();
+    if (this.#stopped) return; // onStateChange closed it
     this.#stop();
     if (this.#ws) this.#ws.close(code, reason);
     this.#setState("closed", { error: null });
   }
 
   // -- internals ---------------------------------------------------------
+
+  /** Report the first state, "connecting", exactly once. */
+  #announce() {
+    if (this.#announced) return;
+    this.#announced = true;
+    call(this.#o.onStateChange, "connecting", { previous: null });
+  }
 
   /**
    * @param {ConnectionState} state
@@ -424,15 +543,24 @@ export class WSAuthConnection {
   async #fetchTicket(request) {
     const o = this.#o;
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const timer = later(() => {
       timedOut = true;
       request.abort();
     }, o.ticketTimeout);
     try {
       let extra;
       try {
-        extra = typeof o.headers === "function" ? await o.headers() : o.headers;
+        // ticketTimeout bounds the callback too: one that never settles is a
+        // timed-out ticket request, not a connection stuck in "connecting".
+        extra =
+          typeof o.headers === "function" ? await untilAborted(o.headers(), request.signal) : o.headers;
       } catch (cause) {
+        if (cause === ABORTED) {
+          const message = timedOut
+            ? "the ticket request timed out (the headers callback did not settle)"
+            : "the ticket request failed";
+          throw new WSAuthError("network", message, { retryable: true });
+        }
         throw new WSAuthError("auth", "the headers callback failed", { cause });
       }
       /** @type {Headers} */
@@ -537,7 +665,7 @@ export class WSAuthConnection {
    */
   #schedule(delay, error) {
     this.#setState("reconnecting", { attempt: this.#failures, delay, error }, true);
-    this.#retryTimer = setTimeout(() => void this.#attempt(), delay);
+    this.#retryTimer = later(() => void this.#attempt(), delay);
   }
 
   /** @param {TicketAnswer} ticket */
@@ -560,7 +688,7 @@ export class WSAuthConnection {
     ws.binaryType = o.binaryType;
     this.#ws = ws;
     let opened = false;
-    this.#openTimer = setTimeout(() => {
+    this.#openTimer = later(() => {
       if (ws.readyState === WebSocket.CONNECTING) ws.close();
     }, o.openTimeout);
 
@@ -603,10 +731,14 @@ export class WSAuthConnection {
       call(o.onClose, { ...info, willReconnect: false });
       return;
     }
-    if (opened && event.code === AGE_CLOSE_CODE) {
+    // After each onClose call: the app may have called close() in it, and then
+    // the connection stays closed (no retry, no error).
+    const lived = opened ? Date.now() - this.#openedAt : 0;
+    if (opened && event.code === AGE_CLOSE_CODE && lived >= MIN_AGE_CLOSE_LIFETIME) {
       // The server's normal age cap: reconnect at once, no backoff penalty
       // (even with reconnect: false, which is about recovering from failures).
       call(o.onClose, { ...info, willReconnect: true });
+      if (this.#stopped) return;
       this.#failures = 0;
       this.#schedule(0, null);
       return;
@@ -623,6 +755,7 @@ export class WSAuthConnection {
         });
     if (!reconnect) {
       call(o.onClose, { ...info, willReconnect: false });
+      if (this.#stopped) return;
       const normal = opened && (event.code === 1000 || event.code === 1001);
       if (normal) {
         this.#stop();
@@ -633,16 +766,22 @@ export class WSAuthConnection {
       }
       return;
     }
-    if (opened && Date.now() - this.#openedAt >= reconnect.stableAfter) this.#failures = 0;
+    // A 4001 this soon after opening is a failure, whatever stableAfter says.
+    const tooSoon = event.code === AGE_CLOSE_CODE;
+    if (opened && !tooSoon && lived >= reconnect.stableAfter) this.#failures = 0;
     const willReconnect = this.#failures + 1 <= reconnect.maxRetries;
     call(o.onClose, { ...info, willReconnect });
+    if (this.#stopped) return;
     this.#retryLater(error);
   }
 
   /** @param {number} seconds the connection's remaining age */
   #scheduleRefresh(seconds) {
     clearTimeout(this.#refreshTimer);
-    this.#refreshTimer = setTimeout(() => void this.#refresh(), seconds * this.#o.refreshAt * 1000);
+    // Clamped: a delay over about 24.8 days (an age over 31 days at refreshAt
+    // 0.8) would overflow the timer and fire at once, and every answer would
+    // reschedule at once again: a refresh storm.
+    this.#refreshTimer = later(() => void this.#refresh(), seconds * this.#o.refreshAt * 1000);
   }
 
   async #refresh() {
