@@ -195,6 +195,41 @@ async def test_a_refresh_whose_claim_outlasts_the_cap_does_not_extend_it(
     assert wsauth.counters["refreshed"] == 0  # not extended, not counted, no answer sent
 
 
+def _close_timeout(app: Sanic[Any, Any], seconds: float) -> None:
+    """Wait this long (not Sanic's 10 s) for a client to answer a close frame."""
+
+    @app.signal("websocket.handler.before")
+    async def close_timeout(request: Request, websocket: Any) -> None:
+        websocket.close_timeout = seconds
+
+
+async def _raw_client(port: int, token: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A websocket client by hand (one that can ignore a close): the upgrade sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws?token={token} HTTP/1.1\r\nHost: x\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> bytes:
+    received = b""
+
+    async def read() -> None:
+        nonlocal received
+        while chunk := await reader.read(4096):
+            received += chunk
+
+    await asyncio.wait_for(read(), LIVENESS)
+    return received
+
+
 def _masked_text(payload: bytes) -> bytes:
     """One client text frame (masked, as RFC 6455 requires of clients)."""
     mask = os.urandom(4)
@@ -212,33 +247,16 @@ async def test_a_refresh_claimed_while_the_cap_is_closing_gets_no_answer(
         app_name, secret, max_connection_age=1.0, refresh=True, store=_SlowStore(0.8)
     )
 
-    @app.signal("websocket.handler.before")
-    async def short_close_timeout(request: Request, websocket: Any) -> None:
-        websocket.close_timeout = 2  # Sanic's default is 10 s
+    _close_timeout(app, 2)
 
     async with serve(app) as srv:
-        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET /ws?token={wsauth.issue('alice')} HTTP/1.1\r\nHost: x\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
-        assert head.startswith(b"HTTP/1.1 101")
-        await asyncio.sleep(0.5)
-        writer.write(_masked_text(_refresh_frame(wsauth.issue("alice")).encode()))
-        received = b""
-
-        async def until_eof() -> None:
-            nonlocal received
-            while chunk := await reader.read(4096):
-                received += chunk
-
+        reader, writer = await _raw_client(srv.port, wsauth.issue("alice"))
         try:
-            await asyncio.wait_for(until_eof(), LIVENESS)  # never answers the close
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
+            assert head.startswith(b"HTTP/1.1 101")
+            await asyncio.sleep(0.5)
+            writer.write(_masked_text(_refresh_frame(wsauth.issue("alice")).encode()))
+            received = await _until_eof(reader)  # never answers the close
         finally:
             writer.close()
     assert received[:1] == b"\x88"  # the close frame, and nothing before it
@@ -388,30 +406,12 @@ async def test_cap_cuts_off_a_client_that_ignores_the_close(secret: str, app_nam
     """A peer that never answers the close frame is disconnected anyway."""
     app, wsauth, _ = _app(app_name, secret, max_connection_age=1)
 
-    @app.signal("websocket.handler.before")
-    async def short_close_timeout(request: Request, websocket: Any) -> None:
-        websocket.close_timeout = 1  # Sanic's default is 10 s
+    _close_timeout(app, 1)
 
     async with serve(app) as srv:
-        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET /ws?token={wsauth.issue('alice')} HTTP/1.1\r\nHost: x\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        await writer.drain()
-        received = b""
-
-        async def until_eof() -> None:
-            nonlocal received
-            while chunk := await reader.read(4096):
-                received += chunk
-
+        reader, writer = await _raw_client(srv.port, wsauth.issue("alice"))
         try:
-            await asyncio.wait_for(until_eof(), LIVENESS)  # never answers, never closes
+            received = await _until_eof(reader)  # never answers, never closes
         finally:
             writer.close()
     assert received.startswith(b"HTTP/1.1 101")
