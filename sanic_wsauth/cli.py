@@ -139,7 +139,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         # Fail here, with one line, rather than with a traceback from Sanic's main process.
         app.ctx.wsauth.configure()
     except WSAuthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"sanic-wsauth: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     app.prepare(
         host=args.host,

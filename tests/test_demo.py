@@ -103,3 +103,4 @@ def test_weak_secret_stops_the_demo_with_one_line(secret: str, expected: str) ->
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert expected in out.stderr and "sanic-wsauth secret" in out.stderr
+    assert out.stderr.startswith("sanic-wsauth: error: "), out.stderr  # as the CLI's others
