@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
     AudienceMismatch,
+    BadHandshake,
     BadSignature,
     ConfigurationError,
     ContextUnusable,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SALT",
     "AudienceMismatch",
+    "BadHandshake",
     "BadSignature",
     "ConfigurationError",
     "ContextUnusable",

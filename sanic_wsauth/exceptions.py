@@ -34,6 +34,7 @@ from __future__ import annotations
 
 __all__ = [
     "AudienceMismatch",
+    "BadHandshake",
     "BadSignature",
     "ConfigurationError",
     "ContextUnusable",
@@ -128,6 +129,19 @@ class TicketReplayed(TicketError):
     """The ticket's ``jti`` has already been claimed once."""
 
     reason = "replayed"
+
+
+class BadHandshake(WSAuthError):
+    """Not a websocket handshake that websockets would accept.
+
+    No ``Upgrade: websocket`` or ``Connection: upgrade``, or a missing or
+    invalid ``Sec-WebSocket-Key`` or ``Sec-WebSocket-Version: 13`` (a plain GET
+    of a socket's URL, say). Refused before the ticket is verified, so the
+    ticket is not spent on a handshake that would fail after the claim.
+    """
+
+    reason = "bad_handshake"
+    status = 400
 
 
 class SubprotocolRequired(WSAuthError):

@@ -400,3 +400,69 @@ async def test_only_the_decorator_makes_a_route_public(app_name: str, secret: st
     app.add_websocket_route(feed, "/feed", ctx_wsauth_public=True)
     async with serve(app) as srv:
         assert_refused(await handshake(f"{srv.ws}/feed"), 401, "missing")
+
+
+_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],  # a plain GET of the socket's URL (a link preview, a pasted URL)
+        [("Upgrade", "websocket"), ("Sec-WebSocket-Key", _KEY), ("Sec-WebSocket-Version", "13")],
+        [("Connection", "Upgrade"), ("Sec-WebSocket-Key", _KEY), ("Sec-WebSocket-Version", "13")],
+        [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")],
+        [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "not-base64-of-16-bytes!!"),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+        [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", _KEY),
+            ("Sec-WebSocket-Key", _KEY),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+        [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", _KEY),
+            ("Sec-WebSocket-Version", "8"),
+        ],
+        [
+            ("Upgrade", "websocket, h2c"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", _KEY),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+    ],
+    ids=[
+        "plain-get",
+        "no-connection",
+        "no-upgrade",
+        "no-key",
+        "bad-key",
+        "two-keys",
+        "version-8",
+        "two-upgrades",
+    ],
+)
+async def test_a_handshake_websockets_would_refuse_does_not_spend_the_ticket(
+    served: Served, headers: list[tuple[str, str]]
+) -> None:
+    import asyncio
+
+    token = wsauth(served).issue("frank")
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    writer.write(f"GET /ws?token={token} HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    body = await asyncio.wait_for(reader.read(200), 10)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert json.loads(body) == {"error": "bad_handshake"}
+    # The ticket was not spent: it still opens a socket.
+    result = await handshake(f"{served.ws}/ws?token={token}")
+    assert result.status == 101 and result.reply == "frank: ping"

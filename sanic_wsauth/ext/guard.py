@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from multidict import istr
 from sanic import HTTPResponse, Request
 
 from ..exceptions import (
     AudienceMismatch,
+    BadHandshake,
     ContextUnusable,
     StoreUnavailable,
     SubjectMismatch,
@@ -51,12 +53,49 @@ def _route_audience(request: Request, policy: RoutePolicy) -> str:
     return value
 
 
+# Header names as multidict's case-insensitive strings: a lookup skips folding them.
+_KEY = istr("sec-websocket-key")
+_VERSION = istr("sec-websocket-version")
+_UPGRADE = istr("upgrade")
+_CONNECTION = istr("connection")
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
 def _asks_upgrade(request: Request) -> bool:
     """Whether the request asks for a websocket (``Upgrade: websocket``)."""
-    return any(
-        token.strip().lower() == "websocket"
-        for value in request.headers.getall("upgrade", [])
-        for token in value.split(",")
+    return "websocket" in _tokens(request.headers, _UPGRADE)
+
+
+def _tokens(headers: Any, name: str) -> list[str]:
+    """The comma-separated options of every ``name`` header, lower case."""
+    return [
+        token.strip().lower() for value in headers.getall(name, ()) for token in value.split(",")
+    ]
+
+
+def _valid_handshake(headers: Any) -> bool:
+    """What websockets checks of a handshake request, before anything is spent.
+
+    One ``Sec-WebSocket-Key`` of 16 bytes in base64, ``Sec-WebSocket-Version:
+    13``, ``Upgrade: websocket`` alone, and ``upgrade`` among the
+    ``Connection`` options. A request that fails these would pass the guard,
+    spend its ticket, and then be refused by websockets (400 or 426). The
+    spellings clients send are checked first, without parsing.
+    """
+    keys = headers.getall(_KEY, ())
+    if len(keys) != 1 or len(key := keys[0]) != 24 or key[22:] != "==":
+        return False
+    if key[:22].strip(_BASE64):  # only the alphabet, then "==": 16 bytes
+        return False
+    if headers.getall(_VERSION, ()) != ["13"]:
+        return False
+    if headers.getall(_UPGRADE, ()) != ["websocket"] and _tokens(headers, _UPGRADE) != [
+        "websocket"
+    ]:
+        return False
+    connection = headers.getall(_CONNECTION, ())
+    return (len(connection) == 1 and connection[0].lower() == "upgrade") or (
+        "upgrade" in _tokens(headers, _CONNECTION)
     )
 
 
@@ -138,6 +177,9 @@ class HandshakeGuard:
         config = wsauth.config
         if wsauth.origin_policy is not None:
             wsauth.origin_policy.check(request)
+        if not request.app.asgi and not _valid_handshake(request.headers):
+            # The ASGI server made (and checked) the handshake already.
+            raise BadHandshake()
         token = extract_ticket(
             request, query_param=config.query_param, prefix=config.subprotocol_prefix
         )
