@@ -162,6 +162,17 @@ def test_a_formatter_that_formats_exc_info_itself_sees_no_ticket(ticket: str) ->
         rendered = formatter.format(record)
         assert leaks(rendered, ticket) == [], type(formatter).__name__
         assert "Bad URL" in rendered, type(formatter).__name__  # the traceback is kept
+    # The same when another handler's formatter has already cached the
+    # (unredacted) traceback text before the filter runs.
+    try:
+        raise ValueError(f"Bad URL: /ws?token={ticket}")
+    except ValueError:
+        cached = logging.LogRecord("sanic.error", 40, __file__, 1, "failed", (), sys.exc_info())
+    logging.Formatter().format(cached)  # sets cached.exc_text
+    assert cached.exc_text and ticket in cached.exc_text
+    redactor.filter(cached)
+    for formatter in (logging.Formatter(), JSONFormatter()):
+        assert leaks(formatter.format(cached), ticket) == [], type(formatter).__name__
     # A traceback without a ticket keeps its exc_info for every formatter.
     try:
         raise ValueError("plain")

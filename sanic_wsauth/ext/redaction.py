@@ -39,7 +39,8 @@ LOGGER_NAMES = (
     "sanic_wsauth",
 )
 
-# Standard LogRecord attributes that never hold request data.
+# Standard LogRecord attributes that never hold request data (or that filter()
+# handles itself).
 _SKIP = frozenset(
     {
         "name",
@@ -60,6 +61,7 @@ _SKIP = frozenset(
         "taskName",
         "stack_info",
         "exc_info",
+        "exc_text",  # redacted below, with exc_info
         "msg",
         "args",
     }
@@ -181,14 +183,15 @@ class TicketRedactor(logging.Filter):
             if key not in _SKIP and isinstance(value, str):
                 record.__dict__[key] = self.redact(value)
         if record.exc_info and not record.exc_text:
-            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            text = record.exc_text
             record.exc_text = self.redact(text)
-            if record.exc_text != text:
+            if record.exc_text != text and record.exc_info:
                 # A formatter that formats exc_info itself (Sanic's JSON one
                 # does) would print the ticket again: it gets the redacted text.
+                # Also when another handler's formatter cached exc_text first.
                 record.exc_info = (RedactedTraceback, RedactedTraceback(record.exc_text), None)
-        elif record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
         return True
 
 
