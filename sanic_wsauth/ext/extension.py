@@ -148,9 +148,17 @@ class WSAuth:
     def _check_unchanged(self, config: WSAuthConfig) -> None:
         """Refuse settings changed after ``WSAuth(app)`` that it already acted on.
 
-        The routes (ticket endpoint, static client) and the log redactor are
-        made in the constructor, from the settings of that moment.
+        The routes (ticket endpoint, static client), the log redactor and the
+        age cap's signal are made in the constructor, from the settings of
+        that moment.
         """
+        if config.max_connection_age > 0 and not self._lifetime_armed:
+            # Signals cannot be added once the app runs: fail loudly rather
+            # than leave sockets uncapped.
+            raise ConfigurationError(
+                "WSAUTH_MAX_CONNECTION_AGE was set after WSAuth() was created; set it in "
+                "app.config (or the environment, or max_connection_age=) before WSAuth(app)"
+            )
         early = self._early
         names = ["static_path", "query_param", "subprotocol_prefix"]
         if self._has_endpoint:
@@ -192,13 +200,6 @@ class WSAuth:
 
     async def _start(self, app: Sanic[Any, Any]) -> None:
         config = self.configure()
-        if config.max_connection_age > 0 and not self._lifetime_armed:
-            # Signals cannot be added once the app runs: fail loudly rather
-            # than leave sockets uncapped.
-            raise ConfigurationError(
-                "WSAUTH_MAX_CONNECTION_AGE was set after WSAuth() was created; set it in "
-                "app.config (or the environment, or max_connection_age=) before WSAuth(app)"
-            )
         if config.redact_logs:
             install_redaction(self._redactor)
         self._store = self._make_store(config)
