@@ -14,7 +14,7 @@ from typing import Any
 
 from .e2e import CONFIGS, E2EResult
 from .micro import DESCRIPTIONS, MicroResult
-from .timing import median_interval, median_ratio, ratios
+from .timing import median, median_interval, median_ratio, ratios
 
 __all__ = [
     "evaluate_controls",
@@ -159,10 +159,11 @@ def evaluate_targets(
             ("issue+redis", "issue+seed", 1.0, "issue-then-connect, ours Redis vs seed Redis"),
         ):
             if name in tp and base in tp:
+                rounds = ratios(tp, name, base)
                 targets.append(
                     _target(
                         f"{what} ({workers} worker{'s' if workers > 1 else ''})",
-                        median_ratio(tp, name, base),
+                        median(rounds),
                         ">=",
                         bound,
                         f"{result.summary(name)['cycles_per_s']:.0f} vs "
@@ -170,7 +171,7 @@ def evaluate_targets(
                         f"server CPU per cycle {_cpu_ratio(result, name, base):.2f}x "
                         f"({result.summary(name)['server_cpu_us_per_cycle']:.0f} vs "
                         f"{result.summary(base)['server_cpu_us_per_cycle']:.0f} us)",
-                        ratios(tp, name, base),
+                        rounds,
                     )
                     | {"workers": workers}
                 )
@@ -225,7 +226,7 @@ def evaluate_controls(e2e: Mapping[int, E2EResult] | None) -> list[dict[str, Any
         controls.append(
             {
                 "workers": workers,
-                "ratio": median_ratio(tp, CONTROL, CONTROL_BASE),
+                "ratio": median(rounds),
                 "interval": [low, high],
                 "interval_coverage": coverage,
                 "resolution": max(1 - low, high - 1),
