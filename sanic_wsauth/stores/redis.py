@@ -89,12 +89,21 @@ def _misplaced_at(url: str) -> bool:
     return "@" in rest[len(urlsplit(url).netloc) :]
 
 
+def _by_hand(url: str) -> tuple[str, str, str, str]:
+    """``(scheme, userinfo, host and path, query)``, cut at the *last* ``@``.
+
+    Everything before that ``@`` may be password, whatever it holds.
+    """
+    scheme, _, rest = url.partition("://")
+    userinfo, _, rest = rest.rpartition("@")
+    where, _, query = rest.replace("#", "?", 1).partition("?")
+    return scheme, userinfo, where, query
+
+
 def _safe_url(url: str) -> str:
     """``url`` for messages and log lines: no password, no query (which may carry one)."""
     if _misplaced_at(url):
-        # Cut at the last "@" by hand: everything before it may be password.
-        scheme, _, rest = url.partition("://")
-        where = rest.rpartition("@")[2].replace("#", "?", 1).partition("?")[0]
+        scheme, _, where, _ = _by_hand(url)
         return f"{scheme}://***@{where}"
     parts = urlsplit(url)
     userinfo, at, host = parts.netloc.rpartition("@")
@@ -113,9 +122,7 @@ def _scrub(text: str, url: str) -> str:
     A parser's message can quote part of a password (``invalid literal for
     int(): 'etPassw0rd@host:6379'``), as given or percent-decoded.
     """
-    rest = url.partition("://")[2]
-    userinfo = rest.rpartition("@")[0]
-    query = rest.replace("#", "?", 1).partition("?")[2]
+    _, userinfo, _, query = _by_hand(url)
     pieces = _PIECE.findall(userinfo)
     for pair in query.split("&"):
         pieces += _PIECE.findall(pair.partition("=")[2])
