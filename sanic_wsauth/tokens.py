@@ -598,7 +598,7 @@ class TicketVerifier:
         _check_positive("max_age", max_age)
         _check_positive("max_token_bytes", max_token_bytes)
         if not 0 <= leeway < math.inf:
-            raise ValueError("leeway must not be negative")
+            raise ValueError("leeway must be a finite number, zero or more")
         salt_bytes = _salt_bytes(salt)
         self.salt = salt
         self.max_age = max_age
