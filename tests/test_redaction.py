@@ -10,6 +10,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -130,14 +131,19 @@ def test_long_lines_are_scanned_in_linear_time(line: str) -> None:
     assert time.monotonic() - started < 10
 
 
-def test_filter_rewrites_message_args_extras_and_tracebacks(ticket: str) -> None:
-    redactor = TicketRedactor()
+def _error_record(message: str, text: str, args: tuple[Any, ...] = ()) -> logging.LogRecord:
+    """An ERROR record on ``sanic.error`` carrying a ValueError(``text``) traceback."""
     try:
-        raise ValueError(f"cannot open ws://h/ws?token={ticket}")
+        raise ValueError(text)
     except ValueError:
         exc_info = sys.exc_info()
-    record = logging.LogRecord(
-        "sanic.error", logging.ERROR, __file__, 1, "uri: %r", (f"/ws?token={ticket}",), exc_info
+    return logging.LogRecord("sanic.error", logging.ERROR, __file__, 1, message, args, exc_info)
+
+
+def test_filter_rewrites_message_args_extras_and_tracebacks(ticket: str) -> None:
+    redactor = TicketRedactor()
+    record = _error_record(
+        "uri: %r", f"cannot open ws://h/ws?token={ticket}", (f"/ws?token={ticket}",)
     )
     record.request = f"GET ws://h/ws?token={ticket}"  # Sanic's access-log extra
     assert redactor.filter(record) is True
@@ -152,11 +158,7 @@ def test_a_formatter_that_formats_exc_info_itself_sees_no_ticket(ticket: str) ->
     from sanic.logging.formatter import JSONFormatter
 
     redactor = TicketRedactor()
-    try:
-        raise ValueError(f"Bad URL: /ws?token={ticket}")
-    except ValueError:
-        exc_info = sys.exc_info()
-    record = logging.LogRecord("sanic.error", logging.ERROR, __file__, 1, "failed", (), exc_info)
+    record = _error_record("failed", f"Bad URL: /ws?token={ticket}")
     redactor.filter(record)
     for formatter in (logging.Formatter(), JSONFormatter()):
         rendered = formatter.format(record)
@@ -164,20 +166,14 @@ def test_a_formatter_that_formats_exc_info_itself_sees_no_ticket(ticket: str) ->
         assert "Bad URL" in rendered, type(formatter).__name__  # the traceback is kept
     # The same when another handler's formatter has already cached the
     # (unredacted) traceback text before the filter runs.
-    try:
-        raise ValueError(f"Bad URL: /ws?token={ticket}")
-    except ValueError:
-        cached = logging.LogRecord("sanic.error", 40, __file__, 1, "failed", (), sys.exc_info())
+    cached = _error_record("failed", f"Bad URL: /ws?token={ticket}")
     logging.Formatter().format(cached)  # sets cached.exc_text
     assert cached.exc_text and ticket in cached.exc_text
     redactor.filter(cached)
     for formatter in (logging.Formatter(), JSONFormatter()):
         assert leaks(formatter.format(cached), ticket) == [], type(formatter).__name__
     # A traceback without a ticket keeps its exc_info for every formatter.
-    try:
-        raise ValueError("plain")
-    except ValueError:
-        plain = logging.LogRecord("sanic.error", 40, __file__, 1, "x", (), sys.exc_info())
+    plain = _error_record("x", "plain")
     redactor.filter(plain)
     assert plain.exc_info is not None
 
