@@ -80,6 +80,74 @@ def test_client_ip_may_be_a_function_called_only_for_bound_tickets(secret: str) 
     assert len(calls) == 4
 
 
+def test_audience_may_be_a_function_called_only_for_bound_tickets(secret: str) -> None:
+    clock = Clock()
+    issuer, verifier = TicketIssuer(secret, clock=clock), TicketVerifier(secret, clock=clock)
+    calls: list[str | None] = []
+
+    def route(value: str | None) -> Callable[[], str | None]:
+        def lookup() -> str | None:
+            calls.append(value)
+            return value
+
+        return lookup
+
+    # Unbound: the route's audience is never worked out.
+    assert verifier.verify(issuer.issue("a"), audience=route("/ws")).subject == "a"
+    assert calls == []
+    bound = issuer.issue("a", audience="/ws")
+    assert verifier.verify(bound, audience=route("/ws")).audience == "/ws"
+    for other in ("/ws/admin", None, ""):
+        with pytest.raises(exc.AudienceMismatch):
+            verifier.verify(bound, audience=route(other))
+    assert calls == ["/ws", "/ws/admin", None, ""]
+
+
+def test_verified_tickets_are_real_frozen_tickets(secret: str) -> None:
+    """verify() builds Ticket objects without Ticket's __init__: the same thing."""
+    clock = Clock()
+    issuer, verifier = TicketIssuer(secret, clock=clock), TicketVerifier(secret, clock=clock)
+    expires_at = int(NOW) + verifier.max_age + verifier.leeway
+    for ticket, audience in (
+        (verifier.verify(issuer.issue("alice")), None),
+        (verifier.verify(issuer.issue("alice", audience="/ws"), audience="/ws"), "/ws"),
+    ):
+        assert type(ticket) is Ticket
+        expected = Ticket(ticket.jti, "alice", int(NOW), expires_at, audience, None)
+        assert ticket == expected and repr(ticket) == repr(expected)
+        with pytest.raises(FrozenInstanceError):
+            ticket.subject = "mallory"  # type: ignore[misc]
+        with pytest.raises(FrozenInstanceError):
+            del ticket.subject  # type: ignore[misc]
+        with pytest.raises(FrozenInstanceError):
+            ticket.extra = 1  # type: ignore[attr-defined]
+        assert ticket.subject == "alice"
+    assert tokens._TicketDraft.__slots__ == Ticket.__slots__
+
+
+@pytest.mark.parametrize(
+    ("subject", "plain"),
+    [
+        ("bench-user", True),
+        ("~ !#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}", True),  # every ASCII punctuation but " and \
+        ('say "hi"', False),
+        ("back\\slash", False),
+        ("del\x7f", False),
+        ("tab\there", False),
+        ("Zo\u00eb", True),  # not ASCII: the string-operation reader
+        ("Zo\u00eb\x7f", False),
+        ("\u2028", False),
+    ],
+)
+def test_plain_payload_reader_boundaries(subject: str, plain: bool) -> None:
+    text = _ENCODE({"jti": "0123456789abcdef" * 2, "sub": subject})
+    expected = ("0123456789abcdef" * 2, subject) if plain else None
+    assert tokens._plain_ticket(text) == expected
+    # Whatever reader answers, verify() agrees with the JSON scanner.
+    issuer, verifier = TicketIssuer("k" * 32), TicketVerifier("k" * 32)
+    assert verifier.verify(issuer.issue(subject)).subject == subject
+
+
 def test_tickets_without_claims_get_an_empty_read_only_view(secret: str) -> None:
     clock = Clock()
     issuer, verifier = TicketIssuer(secret, clock=clock), TicketVerifier(secret, clock=clock)
