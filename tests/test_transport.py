@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from sanic import Request, Sanic
 from sanic.compat import Header
 
-from sanic_wsauth.ext.transport import _query_values
+from sanic_wsauth.exceptions import MalformedTicket, MissingTicket
+from sanic_wsauth.ext.transport import _query_values, extract_ticket
 
 _app: Sanic[Any, Any] = Sanic("wsauth_transport_property")
 
@@ -64,3 +65,40 @@ def test_query_values_match_sanic_args(query: str) -> None:
 )
 def test_query_values(query: str, values: list[str]) -> None:
     assert _query_values(_request(query), "token") == values
+
+
+def _reference_ticket(query: str) -> str | type[Exception]:
+    """What extract_ticket must answer for a query string alone (no subprotocol):
+    built from _query_values, the general path."""
+    values = _query_values(_request(query), "token")
+    if len(values) > 1:
+        return MalformedTicket
+    return values[0] if values and values[0] else MissingTicket
+
+
+@settings(max_examples=1500, deadline=None)
+@given(query=queries)
+@example(query="token=abc")
+@example(query="token=a=b")
+@example(query="token")
+@example(query="token=")
+@example(query="=abc")
+@example(query="")
+@example(query="tokens=abc")
+@example(query="xtoken=abc")
+@example(query="token=a;token=b")
+@example(query="token=a&token=b")
+@example(query="tok%65n=abc")
+@example(query="token=a+b")
+def test_extract_ticket_reads_the_query_string_as_the_general_path_does(query: str) -> None:
+    """The one-pair shortcut in extract_ticket gives the general path's answer."""
+    try:
+        request = _request(query)
+    except Exception:  # noqa: BLE001 - not a URL httptools accepts: not a request
+        assume(False)
+    expected = _reference_ticket(query)
+    if isinstance(expected, str):
+        assert extract_ticket(request, query_param="token", prefix="wsauth.ticket.") == expected
+    else:
+        with pytest.raises(expected):
+            extract_ticket(request, query_param="token", prefix="wsauth.ticket.")

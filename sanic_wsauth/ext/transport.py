@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+from multidict import istr
 from sanic import Request
 
 from ..exceptions import MalformedTicket, MissingTicket
@@ -11,6 +12,8 @@ from ..exceptions import MalformedTicket, MissingTicket
 __all__ = ["PROTOCOL_HEADER", "extract_ticket"]
 
 PROTOCOL_HEADER = "sec-websocket-protocol"
+# As multidict's case-insensitive string: a lookup skips folding the name.
+_PROTOCOL = istr(PROTOCOL_HEADER)
 
 
 def _take_protocol_ticket(request: Request, prefix: str) -> str | None:
@@ -21,7 +24,7 @@ def _take_protocol_ticket(request: Request, prefix: str) -> str | None:
     subprotocols are negotiated as usual.
     """
     headers = request.headers
-    values: list[str] = headers.getall(PROTOCOL_HEADER, [])
+    values: list[str] = headers.getall(_PROTOCOL, [])
     if not values:
         return None
     offered = [item.strip() for value in values for item in value.split(",")]
@@ -65,7 +68,16 @@ def extract_ticket(request: Request, *, query_param: str, prefix: str) -> str:
         MissingTicket: no ticket in the query string or the subprotocols.
         MalformedTicket: more than one ticket was presented.
     """
-    from_protocol = _take_protocol_ticket(request, prefix)
+    from_protocol = _take_protocol_ticket(request, prefix) if _PROTOCOL in request.headers else None
+    if from_protocol is None:
+        query = request.query_string
+        if "&" not in query and "%" not in query and "+" not in query:
+            # One pair (or none) with nothing to decode: ``token=<ticket>``, the
+            # usual handshake. What _query_values gives, without the call.
+            key, _, value = query.partition("=")
+            if value and key == query_param:
+                return value
+            raise MissingTicket()
     from_query = _query_values(request, query_param)
     if len(from_query) > 1 or (from_query and from_protocol is not None):
         raise MalformedTicket("more than one ticket presented")
