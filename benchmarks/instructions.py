@@ -1,0 +1,815 @@
+"""Instructions per websocket cycle, counted by callgrind: a deterministic benchmark.
+
+``python -m benchmarks.instructions [--cycles N] [--warmup W] [--out DIR]
+[--variants public,public-b,memory,redis,seed] [--quick] [--keep-dumps]``
+
+Wall-clock throughput on a small shared machine strays by several percent from
+run to run; the user-space instructions a process executes for the same work
+do not (callgrind counts them repeatably to about 0.1 %). So each server
+variant of :mod:`benchmarks.server` runs under ``valgrind --tool=callgrind``
+with instrumentation off, and so do the client process and, for the Redis
+variants, a ``redis-server`` of its own. After ``W`` uninstrumented warm-up
+cycles (imports, pools, caches) and with ``N`` tickets already issued, the
+counters are zeroed and switched on in every process (``callgrind_control``),
+the client runs ``N`` cycles one after another, and the counters are switched
+off and dumped. Instructions per cycle is each dump's total over ``N``.
+
+A cycle is exactly :mod:`benchmarks.load`'s handshake mode (its ``_prepare``
+and ``_run``, concurrency 1): connect (the handshake), send ``ping``, receive
+the echo, close; tickets issued before the window (ours for memory/redis, the
+seed's ``SET ... EX`` in Redis for seed, none for public). ``public-b`` is a
+second, identical no-auth server: the A/A control; its ratio to ``public``
+shows how repeatable the counts are.
+
+Three things would make the counts depend on timing rather than on the work,
+so they are removed on purpose, in every variant alike:
+
+- websockets' "connection closed" INFO record: whether the server writes it
+  depends on a race at close (see :func:`_server_main`); the server runs with
+  ``logging.disable(INFO)``, so its counts leave out that record.
+- Sanic's per-connection timeout check (it releases a closed connection's
+  objects min(timeouts) / 2 after it opened, 30 s by default, so inside or
+  outside the window depending on how long the run takes): one-hour timeouts
+  push it past the run.
+- ``redis-server``'s ``serverCron`` (about 1.2 M instructions a second at the
+  default ``hz 10``, mostly memory statistics, whether or not commands
+  arrive): it runs at ``hz 1`` and its inclusive cost is subtracted from the
+  Redis count (the JSON reports it on its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_VARIANTS",
+    "DumpCost",
+    "Measurement",
+    "main",
+    "measure",
+    "parse_dump",
+    "ratio",
+    "render_markdown",
+    "summarize",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_VARIANTS = ("public", "public-b", "memory", "redis", "seed")
+QUICK_VARIANTS = ("public", "memory")
+BASELINE = "public"
+CONTROL = "public-b"
+#: Sanic's request/response/keep-alive timeouts (s): no timeout check fires in a run.
+SANIC_TIMEOUT = 3600
+#: redis-server's cron frequency: the lowest, as its cost is subtracted anyway.
+REDIS_HZ = 1
+#: Functions whose inclusive cost is taken out of redis-server's count.
+REDIS_EXCLUDED = ("serverCron",)
+#: The event counted: instructions read (executed).
+EVENT = "Ir"
+
+
+# -- the callgrind dump ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DumpCost:
+    """One callgrind dump: its total and the inclusive cost of excluded functions."""
+
+    total: int
+    excluded: int = 0
+
+    @property
+    def counted(self) -> int:
+        return self.total - self.excluded
+
+
+_NAME = re.compile(r"^\((\d+)\)(?: (.*))?$")
+
+
+def _name(value: str, names: dict[str, str]) -> str:
+    """Resolve callgrind's name compression: ``(12) name`` defines, ``(12)`` refers."""
+    match = _NAME.match(value)
+    if match is None:
+        return value
+    ident, name = match.groups()
+    if name is not None:
+        names[ident] = name
+        return name
+    return names.get(ident, "")
+
+
+def parse_dump(text: str, exclude: Iterable[str] = (), *, event: str = EVENT) -> DumpCost:
+    """Read a callgrind dump's total ``event`` count and what ``exclude`` cost.
+
+    The total comes from ``totals:`` (the sum of every cost line), else
+    ``summary:``; callgrind 3.19 writes ``summary: 0`` at the top of a dump
+    taken with ``callgrind_control -d`` and the real figure in ``totals:``.
+    An excluded function's cost is its inclusive cost at every call site: the
+    cost line that follows each ``calls=`` line whose ``cfn=`` names it.
+    """
+    excluded_names = set(exclude)
+    events = [event]
+    positions = 1
+    totals: int | None = None
+    summary: int | None = None
+    names: dict[str, str] = {}
+    callee = ""
+    call_cost_next = False
+    excluded = 0
+
+    def pick(fields: list[str]) -> int:
+        index = events.index(event) if event in events else -1
+        if index < 0 or index >= len(fields):
+            return 0
+        return int(fields[index])
+
+    for line in text.splitlines():
+        if call_cost_next and line and (line[0].isdigit() or line[0] in "+-*"):
+            call_cost_next = False
+            if callee in excluded_names:
+                excluded += pick(line.split()[positions:])
+            continue
+        key, sep, value = line.partition("=")
+        if sep and key in ("fn", "cfn"):
+            name = _name(value.strip(), names)
+            if key == "cfn":
+                callee = name
+            continue
+        if sep and key == "calls":
+            call_cost_next = True
+            continue
+        head, colon, rest = line.partition(":")
+        if not colon:
+            continue
+        if head == "events":
+            events = rest.split()
+        elif head == "positions":
+            positions = len(rest.split())
+        elif head == "totals":
+            totals = pick(rest.split())
+        elif head == "summary":
+            summary = pick(rest.split())
+    total = totals if totals is not None else summary
+    if total is None:
+        raise ValueError("not a callgrind dump: no totals: or summary: line")
+    return DumpCost(total=total, excluded=excluded)
+
+
+# -- the arithmetic and the report -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One variant's counts over its measured window of ``cycles`` cycles."""
+
+    name: str
+    label: str
+    cycles: int
+    server: int
+    client: int
+    redis: DumpCost | None = None
+
+    def per_cycle(self) -> dict[str, float | None]:
+        """Instructions per cycle: server, client, redis-server (or None), total."""
+        n = self.cycles
+        server, client = self.server / n, self.client / n
+        redis = self.redis.counted / n if self.redis is not None else None
+        return {
+            "server": server,
+            "client": client,
+            "redis": redis,
+            "total": server + client + (redis or 0.0),
+        }
+
+
+def ratio(base: float | None, value: float | None) -> float:
+    """``base / value``; NaN when either is missing or ``value`` is not positive."""
+    if base is None or value is None or value <= 0:
+        return math.nan
+    return base / value
+
+
+def summarize(
+    measurements: Sequence[Measurement], *, baseline: str = BASELINE, control: str = CONTROL
+) -> dict[str, Any]:
+    """Per variant: counts, per-cycle figures and ``baseline / variant`` ratios.
+
+    Ratios below 1 mean the variant executes more instructions per cycle than
+    the no-auth baseline; ``aa`` is ``baseline / control`` (identical: 1).
+    """
+    rows = {m.name: m.per_cycle() for m in measurements}
+    base = rows.get(baseline)
+    variants: dict[str, Any] = {}
+    for m in measurements:
+        row = rows[m.name]
+        variants[m.name] = {
+            "label": m.label,
+            "cycles": m.cycles,
+            "server_ir": m.server,
+            "client_ir": m.client,
+            "redis_ir": m.redis.counted if m.redis is not None else None,
+            "redis_cron_ir": m.redis.excluded if m.redis is not None else None,
+            "per_cycle": row,
+            "ratios": {
+                "server": ratio(base["server"], row["server"]) if base else math.nan,
+                "total": ratio(base["total"], row["total"]) if base else math.nan,
+            },
+        }
+    aa: dict[str, float] | None = None
+    if base is not None and control in rows:
+        aa = {
+            "server": ratio(base["server"], rows[control]["server"]),
+            "client": ratio(base["client"], rows[control]["client"]),
+            "total": ratio(base["total"], rows[control]["total"]),
+        }
+    return {"baseline": baseline, "control": control, "variants": variants, "aa": aa}
+
+
+def _count(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _ratio(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.4f}"
+
+
+def render_markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+    """The table (instructions per cycle and ratios) and how it was measured."""
+    base = summary["baseline"]
+    lines = [
+        "# Instructions per websocket cycle (callgrind)",
+        "",
+        "One cycle: connect (the handshake), send `ping`, receive the echo, close; "
+        f"{meta['cycles']} cycles one after another, after {meta['warmup']} uninstrumented "
+        "warm-up cycles, tickets issued before the window. User-space instructions (Ir) "
+        "per cycle, counted by callgrind in each process.",
+        "",
+        f"| configuration | server | client | redis-server | total | {base} / variant, "
+        f"server | {base} / variant, total |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, row in summary["variants"].items():
+        per = row["per_cycle"]
+        lines.append(
+            f"| {name} — {row['label']} | {_count(per['server'])} | {_count(per['client'])} "
+            f"| {_count(per['redis'])} | {_count(per['total'])} "
+            f"| {_ratio(row['ratios']['server'])} | {_ratio(row['ratios']['total'])} |"
+        )
+    lines.append("")
+    aa = summary.get("aa")
+    if aa:
+        lines.append(
+            f"A/A control ({base} / {summary['control']}, two identical no-auth servers; "
+            f"identical: 1): server {_ratio(aa['server'])}, client {_ratio(aa['client'])}, "
+            f"total {_ratio(aa['total'])}."
+        )
+        lines.append("")
+    lines += [
+        f"Measured with {meta['valgrind']}, Python {meta['python']}"
+        + (f", redis-server {meta['redis_server']}" if meta.get("redis_server") else "")
+        + f"; {meta['cycles']} cycles, {meta['warmup']} warm-up; "
+        f"{meta['elapsed_s']:.0f} s in all.",
+        "",
+        "Left out on purpose, as they depend on timing rather than on the work: the "
+        "server's INFO log records (websockets' \"connection closed\", written or not "
+        f"depending on a race at close); Sanic's timeouts are {SANIC_TIMEOUT} s, so no "
+        "per-connection timeout check (which releases a closed connection) fires during a "
+        f"run; redis-server runs at `hz {REDIS_HZ}` and the inclusive cost of `serverCron` "
+        "(time-driven, not per command) is left out of its column.",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- the processes -----------------------------------------------------------------
+
+
+class _Traced:
+    """A process under callgrind, counting nothing until :meth:`start_counting`."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        work: Path,
+        env: Mapping[str, str] | None = None,
+        pipes: bool = False,
+    ) -> None:
+        self.name = name
+        self.work = work
+        self.log_path = work / f"{name}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--instr-atstart=no",
+                    f"--callgrind-out-file={work / name}.%p",
+                    *argv,
+                ],
+                cwd=ROOT,
+                env=dict(env) if env is not None else None,
+                # Its own process group: a signal to ours does not reach it.
+                start_new_session=True,
+                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if pipes else log,
+                stderr=log,
+            )
+        self._buffer = b""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _control(self, *args: str) -> None:
+        subprocess.run(
+            ["callgrind_control", *args, str(self.pid)], check=True, capture_output=True, timeout=60
+        )
+
+    def start_counting(self) -> None:
+        self._control("-z")
+        self._control("-i", "on")
+
+    def stop_counting(self) -> None:
+        self._control("-i", "off")
+
+    def dump(self, exclude: Iterable[str] = (), timeout: float = 60.0) -> DumpCost:
+        """Dump the counters; parse the dump once callgrind has written it whole."""
+        self._control("-d")
+        deadline = time.monotonic() + timeout
+        while True:
+            dumps = sorted(
+                self.work.glob(f"{self.name}.{self.pid}.*"),
+                key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else -1,
+            )
+            if dumps:
+                text = dumps[-1].read_text(errors="replace")
+                if "\ntotals:" in text:
+                    return parse_dump(text, exclude)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: no complete callgrind dump in {timeout} s")
+            time.sleep(0.1)
+
+    def log_tail(self, size: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-size:]
+        except OSError:
+            return ""
+
+    # The client's line protocol: one command line in, one JSON line out.
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def receive(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name}: no answer in {timeout} s")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    self.proc.wait(timeout=30)
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                    )
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"{self.name}: {reply['error']}")
+        return reply
+
+    def stop(self) -> None:
+        """SIGTERM (once), then SIGKILL after 20 s; by PID."""
+        if self.proc.poll() is None:
+            if self.proc.stdin is not None:
+                try:
+                    self.proc.stdin.close()  # the client ends at end of input
+                except OSError:
+                    pass
+            else:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _wait_pong(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"redis-server on port {port} not ready in {timeout}s")
+
+
+def measure(
+    name: str,
+    *,
+    cycles: int,
+    warmup: int,
+    work: Path,
+    secret: str,
+    progress: Any = None,
+) -> Measurement:
+    """Count one variant: its own server, client and (if it needs one) redis-server."""
+    from .e2e import CONFIGS, _free_port, _wait_ready
+    from .server import (
+        API_KEY_ENV,
+        PREFIX_ENV,
+        REDIS_ENV,
+        SECRET_ENV,
+        TIMEOUT_ENV,
+        VARIANT_ENV,
+    )
+
+    (config,) = [c for c in CONFIGS if c.name == name and c.mode == "handshake"]
+    prefix = f"wsauth-instr:{secrets.token_hex(4)}:"
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "0",
+        SECRET_ENV: secret,
+        API_KEY_ENV: "bench-" + secret[:16],
+        PREFIX_ENV: prefix,
+        TIMEOUT_ENV: str(SANIC_TIMEOUT),
+        VARIANT_ENV: config.server,
+    }
+    started: list[_Traced] = []
+    try:
+        redis: _Traced | None = None
+        redis_url = ""
+        if config.needs_redis:
+            redis_port = _free_port()
+            redis = _Traced(
+                f"{name}-redis",
+                [
+                    "redis-server",
+                    "--port", str(redis_port),
+                    "--bind", "127.0.0.1",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--hz", str(REDIS_HZ),
+                    "--dir", str(work),
+                ],
+                work=work,
+            )  # fmt: skip
+            started.append(redis)
+            _wait_pong(redis_port, redis.proc, 60)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            env[REDIS_ENV] = redis_url
+        port = _free_port()
+        server = _Traced(
+            f"{name}-sanic",
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.instructions",
+                "--server-child",
+                "--port",
+                str(port),
+                "--single-process",
+            ],
+            work=work,
+            env=env,
+        )
+        started.append(server)
+        client = _Traced(
+            f"{name}-client",
+            [
+                sys.executable, "-m", "benchmarks.instructions", "--client-child",
+                "--port", str(port),
+                "--tickets", config.tickets,
+                "--redis-url", redis_url,
+                "--prefix", prefix,
+            ],
+            work=work,
+            env=env,
+            pipes=True,
+        )  # fmt: skip
+        started.append(client)
+        try:
+            _wait_ready(port, server.proc, 180)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}\n{server.log_tail()}") from exc
+        client.receive(180)  # ready: imports done
+        if progress is not None:
+            progress(f"{name}: {warmup} warm-up cycles")
+        _cycles(client, warmup)
+        client.send(f"prepare {cycles}")
+        client.receive(120)
+        if progress is not None:
+            progress(f"{name}: {cycles} counted cycles")
+        traced = [p for p in (redis, server, client) if p is not None]
+        for proc in traced:
+            proc.start_counting()
+        client.send("run")
+        done = client.receive(120 + 2 * cycles)
+        for proc in reversed(traced):
+            proc.stop_counting()
+        if done["errors"] or done["done"] != cycles:
+            raise RuntimeError(f"{name}: {done['errors']} failed cycles: {done['samples']}")
+        return Measurement(
+            name=name,
+            label=config.label,
+            cycles=cycles,
+            server=server.dump().total,
+            client=client.dump().total,
+            redis=redis.dump(REDIS_EXCLUDED) if redis is not None else None,
+        )
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+def _cycles(client: _Traced, n: int) -> None:
+    """Run ``n`` uncounted cycles (tickets prepared first, as for the counted ones)."""
+    if n <= 0:
+        return
+    client.send(f"prepare {n}")
+    client.receive(120)
+    client.send("run")
+    done = client.receive(120 + 2 * n)
+    if done["errors"] or done["done"] != n:
+        raise RuntimeError(f"warm-up: {done['errors']} failed cycles: {done['samples']}")
+
+
+# -- the client process ------------------------------------------------------------
+
+
+def _reply(message: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _client_main(argv: Sequence[str]) -> int:
+    """The client, under callgrind: ``prepare N`` issues tickets, ``run`` spends them.
+
+    One event loop for the process (uvloop when importable, as in
+    :mod:`benchmarks.load`); cycles one after another (concurrency 1), so the
+    same work happens in the same order every time.
+    """
+    import asyncio
+
+    import websockets.asyncio.client  # noqa: F401 - imported before the window
+
+    from .load import Job, _prepare, _run
+    from .server import API_KEY_ENV, SECRET_ENV
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions --client-child")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--tickets", choices=("ours", "seed", "none"), required=True)
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--prefix", default="")
+    args = parser.parse_args(argv)
+
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop comes with Sanic on Linux
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    job = Job(
+        mode="handshake",
+        tickets=args.tickets,
+        port=args.port,
+        cycles=0,
+        concurrency=1,
+        secret=os.environ[SECRET_ENV],
+        api_key=os.environ[API_KEY_ENV],
+        redis_url=args.redis_url or None,
+        prefix=args.prefix,
+    )
+    tickets: list[str | None] = []
+    _reply({"ready": True})
+    try:
+        while True:
+            line = sys.stdin.readline()
+            if not line:
+                break
+            command, *rest = line.split()
+            try:
+                if command == "prepare":
+                    job = replace(job, cycles=int(rest[0]))
+                    tickets = _prepare(job)
+                    _reply({"prepared": len(tickets)})
+                elif command == "run":
+                    latencies, errors, samples = loop.run_until_complete(_run(job, tickets))
+                    tickets = []
+                    _reply({"done": len(latencies), "errors": errors, "samples": samples})
+                else:
+                    _reply({"error": f"unknown command {command!r}"})
+            except Exception as exc:  # noqa: BLE001 - reported to the parent
+                _reply({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        loop.close()
+    return 0
+
+
+def _server_main(argv: Sequence[str]) -> int:
+    """The benchmark server (:mod:`benchmarks.serve`), with INFO records disabled.
+
+    When a cycle closes, the client's FIN and the server's own close of the
+    TCP connection race; when the FIN wins, websockets logs "connection
+    closed" at INFO (about 120,000 instructions with Sanic's formatter), and
+    it wins in 60 to 95 % of cycles, differently from run to run. With the
+    record on, two identical servers differed by up to 1.5 %; with it off
+    (``logging.disable(INFO)``, which Sanic's logging setup leaves alone), by
+    0.02 %. Warnings and errors are still written.
+    """
+    import logging
+
+    logging.disable(logging.INFO)
+    from .serve import main as serve
+
+    return serve(argv)
+
+
+# -- the command -------------------------------------------------------------------
+
+
+def _progress(message: str) -> None:
+    print(f"[instructions {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _tool_version(argv: Sequence[str]) -> str:
+    try:
+        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unavailable"
+    return out.strip().splitlines()[0] if out.strip() else "unavailable"
+
+
+def _redis_version() -> str | None:
+    text = _tool_version(["redis-server", "--version"])
+    match = re.search(r"v=(\S+)", text)
+    return match.group(1) if match else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.instructions",
+        description="Count, with callgrind, the instructions the server, the client and "
+        "redis-server execute per websocket cycle; write instructions.json and .md.",
+    )
+    parser.add_argument("--cycles", type=int, default=None, help="counted cycles (300)")
+    parser.add_argument("--warmup", type=int, default=None, help="uncounted cycles first (50)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help=f"comma-separated, of {','.join(DEFAULT_VARIANTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny counts (20 cycles, 5 warm-up; public,memory)"
+    )
+    parser.add_argument(
+        "--keep-dumps",
+        action="store_true",
+        help="keep the callgrind dumps and logs in OUT/callgrind (for callgrind_annotate)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["--client-child"]:
+        return _client_main(arguments[1:])
+    if arguments[:1] == ["--server-child"]:
+        return _server_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
+    cycles: int = args.cycles or (20 if args.quick else 300)
+    warmup: int = args.warmup if args.warmup is not None else (5 if args.quick else 50)
+    if args.variants is not None:
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    else:
+        variants = list(QUICK_VARIANTS if args.quick else DEFAULT_VARIANTS)
+    unknown = set(variants) - set(DEFAULT_VARIANTS)
+    if unknown or not variants or cycles < 1 or warmup < 0:
+        print(
+            f"--variants takes {','.join(DEFAULT_VARIANTS)}; --cycles >= 1, --warmup >= 0",
+            file=sys.stderr,
+        )
+        return 2
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not on PATH (apt-get install valgrind)", file=sys.stderr)
+            return 2
+    if {"redis", "seed"} & set(variants) and shutil.which("redis-server") is None:
+        print("redis-server is not on PATH (the redis and seed variants)", file=sys.stderr)
+        return 2
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    if args.keep_dumps:
+        work = out / "callgrind"
+        work.mkdir(exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="wsauth-callgrind-"))
+    secret = secrets.token_urlsafe(48)
+    started = time.monotonic()
+    measurements: list[Measurement] = []
+    try:
+        for name in variants:
+            _progress(f"{name}: starting under callgrind")
+            measurements.append(
+                measure(
+                    name,
+                    cycles=cycles,
+                    warmup=warmup,
+                    work=work,
+                    secret=secret,
+                    progress=_progress,
+                )
+            )
+    except BaseException:
+        _progress(f"failed; callgrind logs and dumps kept in {work}")
+        raise
+    if not args.keep_dumps:
+        shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.monotonic() - started
+
+    from .report import machine_info
+
+    command = "python -m benchmarks.instructions" + (" " + " ".join(arguments) if arguments else "")
+    redis_server = _redis_version() if any(m.redis for m in measurements) else None
+    meta: dict[str, Any] = {
+        "command": command,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "elapsed_s": elapsed,
+        "cycles": cycles,
+        "warmup": warmup,
+        "variants": variants,
+        "valgrind": _tool_version(["valgrind", "--version"]),
+        "python": sys.version.split()[0],
+        "redis_server": redis_server,
+        "sanic_timeout_s": SANIC_TIMEOUT,
+        "redis_hz": REDIS_HZ,
+        "redis_excluded": list(REDIS_EXCLUDED),
+        "machine": machine_info(redis_server),
+    }
+    summary = summarize(measurements)
+    markdown = render_markdown(summary, meta)
+    (out / "instructions.json").write_text(
+        json.dumps(_finite({**meta, **summary}), indent=2, allow_nan=False) + "\n"
+    )
+    (out / "instructions.md").write_text(markdown)
+    print(markdown)
+    _progress(f"done in {elapsed:.0f} s: {out / 'instructions.md'}")
+    return 0
+
+
+def _finite(value: Any) -> Any:
+    """NaN (a ratio without a baseline) as JSON null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
