@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,6 +14,7 @@ from sanic import Request, Sanic
 from sanic.response import text
 
 from sanic_wsauth import MemoryReplayStore, ReplayStore, TicketIssuer, WSAuth
+from sanic_wsauth.exceptions import StoreUnavailable
 
 from ._support import Handshake, Served, handshake, new_secret, serve
 
@@ -166,7 +169,6 @@ async def test_two_tickets_in_the_query_string_are_refused(served: Served) -> No
 async def test_public_routes_and_plain_http_need_no_ticket(served: Served) -> None:
     result = await handshake(f"{served.ws}/open")
     assert result.status == 101 and result.reply == "public: ping"
-    import asyncio
     import urllib.request
 
     def fetch() -> bytes:
@@ -249,7 +251,6 @@ async def test_ticket_in_subprotocol_opens_socket(served: Served) -> None:
 
 async def _raw(port: int, method: str, target: str) -> bytes:
     """A websocket upgrade request with any method; what came back, up to EOF or 2 s."""
-    import asyncio
     import base64
     import os
 
@@ -315,7 +316,6 @@ async def test_a_route_added_on_the_router_directly_is_not_a_500(
 
 
 async def _raw_http(srv: Served, path: str) -> tuple[int, str]:
-    import asyncio
     import urllib.request
 
     def get() -> tuple[int, str]:
@@ -452,8 +452,6 @@ _KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 async def test_a_handshake_websockets_would_refuse_does_not_spend_the_ticket(
     served: Served, headers: list[tuple[str, str]]
 ) -> None:
-    import asyncio
-
     token = wsauth(served).issue("frank")
     reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
@@ -466,3 +464,26 @@ async def test_a_handshake_websockets_would_refuse_does_not_spend_the_ticket(
     # The ticket was not spent: it still opens a socket.
     result = await handshake(f"{served.ws}/ws?token={token}")
     assert result.status == 101 and result.reply == "frank: ping"
+
+
+@pytest.mark.parametrize("error", [StoreUnavailable, RuntimeError])
+async def test_a_store_fault_leaves_no_request_behind(
+    app_name: str, secret: str, error: Callable[[], Exception]
+) -> None:
+    """A refused handshake is freed at once, not kept in a reference cycle (its
+    error's traceback and the guard's frame) until the collector runs."""
+    app = build_app(app_name, secret, store=_BrokenStore(error))
+    async with serve(app) as srv:
+        tokens = [wsauth(srv).issue("a") for _ in range(10)]
+        gc.collect()
+        gc.disable()
+        try:
+            before = sum(isinstance(o, Request) for o in gc.get_objects())
+            for token in tokens:
+                result = await handshake(f"{srv.ws}/ws?token={token}")
+                assert_refused(result, 503, "store_unavailable")
+            await asyncio.sleep(0.2)
+            after = sum(isinstance(o, Request) for o in gc.get_objects())
+        finally:
+            gc.enable()
+        assert after <= before

@@ -163,7 +163,13 @@ class HandshakeGuard:
             error.__cause__ = exc
         if error is not None:
             del request.ctx.ticket  # a refused request is not authenticated
-            return await self._refuse(request, error)
+            try:
+                return await self._refuse(request, error)
+            finally:
+                # The error's traceback holds this frame: without this, the
+                # frame and the error would keep each other (and the request,
+                # ticket in its URL) alive until the collector ran.
+                error = None
         wsauth.counters["accepted"] += 1
         if TICKET_ACCEPTED in request.app.signal_router.name_index:
             await notify(
