@@ -10,10 +10,13 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from multidict import istr
 from sanic import HTTPResponse, Request
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_connection, parse_subprotocol, parse_upgrade
 
 from ..exceptions import (
     AudienceMismatch,
@@ -61,6 +64,7 @@ _UPGRADE = istr("upgrade")
 _CONNECTION = istr("connection")
 #: 16 bytes in base64: 22 characters of the alphabet, then "==".
 _KEY_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
+_PROTOCOL = istr(PROTOCOL_HEADER)
 _THIRTEEN = ["13"]
 _WEBSOCKET = ["websocket"]
 
@@ -80,24 +84,45 @@ def _tokens(headers: Any, name: str) -> list[str]:
 def _valid_handshake(headers: Any) -> bool:
     """What websockets checks of a handshake request, before anything is spent.
 
-    One ``Sec-WebSocket-Key`` of 16 bytes in base64, ``Sec-WebSocket-Version:
-    13``, ``Upgrade: websocket`` alone, and ``upgrade`` among the
-    ``Connection`` options. A request that fails these would pass the guard,
-    spend its ticket, and then be refused by websockets (400 or 426). The
-    spellings clients send are checked first, without parsing.
+    One ``Sec-WebSocket-Key`` of 16 bytes in base64, one
+    ``Sec-WebSocket-Version: 13``, ``Upgrade`` naming ``websocket`` alone,
+    ``upgrade`` among the ``Connection`` options, and every ``Upgrade``,
+    ``Connection`` and ``Sec-WebSocket-Protocol`` value well formed. A request
+    that fails these would pass the guard, spend its ticket, and then be
+    refused by websockets (400 or 426). The lists are read with websockets'
+    own parsers, so both agree; the spellings clients send skip them.
     """
     keys = headers.getall(_KEY, ())
     if len(keys) != 1 or _KEY_RE.fullmatch(keys[0]) is None:
         return False
     if headers.getall(_VERSION, ()) != _THIRTEEN:
         return False
-    if headers.getall(_UPGRADE, ()) != _WEBSOCKET and _tokens(headers, _UPGRADE) != _WEBSOCKET:
+    # Sanic hands websockets each header's first value once per occurrence.
+    upgrade = headers.getall(_UPGRADE, ())
+    if len(upgrade) != 1:
         return False
-    # Any Connection header naming "upgrade" will do: the first usually does.
+    if upgrade[0] != "websocket":
+        protocols = _parsed(upgrade[0], parse_upgrade)
+        if protocols is None or len(protocols) != 1 or protocols[0].lower() != "websocket":
+            return False
     connection = headers.get(_CONNECTION)
-    return connection is not None and (
-        connection.lower() == "upgrade" or "upgrade" in _tokens(headers, _CONNECTION)
+    if connection is None:
+        return False
+    if connection != "Upgrade":  # what browsers and websockets' client send
+        options = _parsed(connection, parse_connection)
+        if options is None or not any(option.lower() == "upgrade" for option in options):
+            return False
+    return _PROTOCOL not in headers or all(
+        _parsed(value, parse_subprotocol) is not None for value in headers.getall(_PROTOCOL)
     )
+
+
+def _parsed(value: str, parse: Callable[[str], Sequence[str]]) -> Sequence[str] | None:
+    """The items of a list header as websockets reads them; None where it refuses it."""
+    try:
+        return parse(value)
+    except InvalidHeader:
+        return None
 
 
 def _offered(request: Request) -> set[str]:
