@@ -588,11 +588,9 @@ def _client_main(argv: Sequence[str]) -> int:
     :mod:`benchmarks.load`); cycles one after another (concurrency 1), so the
     same work happens in the same order every time.
     """
-    import asyncio
-
     import websockets.asyncio.client  # noqa: F401 - imported before the window
 
-    from .load import Job, _prepare, _run
+    from .load import Job, _prepare, _run, client_loop
     from .server import API_KEY_ENV, SECRET_ENV
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions --client-child")
@@ -602,14 +600,7 @@ def _client_main(argv: Sequence[str]) -> int:
     parser.add_argument("--prefix", default="")
     args = parser.parse_args(argv)
 
-    loop: asyncio.AbstractEventLoop
-    try:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    except ImportError:  # pragma: no cover - uvloop comes with Sanic on Linux
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = client_loop()
     job = Job(
         mode="handshake",
         tickets=args.tickets,

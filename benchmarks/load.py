@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ClientPool", "Job", "JobResult"]
+__all__ = ["ClientPool", "Job", "JobResult", "client_loop"]
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,8 @@ async def _run(job: Job, tickets: list[str | None]) -> tuple[list[float], int, l
     return latencies, len(errors), errors[:5]
 
 
-def _client_main(conn: multiprocessing.connection.Connection, barrier: Any) -> None:
+def client_loop() -> asyncio.AbstractEventLoop:
+    """A client process's one event loop (uvloop, as Sanic's servers use), set as current."""
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop
@@ -183,6 +184,11 @@ def _client_main(conn: multiprocessing.connection.Connection, barrier: Any) -> N
     except ImportError:  # pragma: no cover - uvloop comes with Sanic on Linux
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    return loop
+
+
+def _client_main(conn: multiprocessing.connection.Connection, barrier: Any) -> None:
+    loop = client_loop()
     while True:
         job: Job | None = conn.recv()
         if job is None:
