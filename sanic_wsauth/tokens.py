@@ -102,9 +102,9 @@ _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _DOT = ord(".")
 _TS_CACHE: dict[str, int] = {}
+_TS_CACHE_SIZE = 64
 #: A plain ticket's payload with an ASCII subject: printable, no quote or backslash.
 _PLAIN_RE = re.compile(r'\{"jti":"([0-9a-f]{32})","sub":"([ !#-\[\]-~]+)"\}')
-_TS_CACHE_SIZE = 64
 
 
 @dataclass(frozen=True, slots=True)
