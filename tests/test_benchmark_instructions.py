@@ -12,14 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.instructions import (
-    DumpCost,
-    Measurement,
-    parse_dump,
-    ratio,
-    render_markdown,
-    summarize,
-)
+from benchmarks.callgrind import DumpCost, parse_dump
+from benchmarks.instructions import Measurement, ratio, render_markdown, summarize
 
 from .conftest import skip_or_fail
 
