@@ -45,19 +45,12 @@ def _query_values(request: Request, name: str) -> list[str]:
 
     What ``request.args.getlist(name)`` gives (the same ``parse_qsl`` call),
     without Sanic caching the parsed query on the request, which outlives the
-    handshake; and with no parsing at all when the name cannot be there.
+    handshake; and with no parsing at all when the name cannot be there. (The
+    usual ``token=<ticket>`` never gets here: extract_ticket reads it itself.)
     """
     query = request.query_string
-    if not query:
+    if not query or ("%" not in query and "+" not in query and name not in query):
         return []
-    if "%" not in query and "+" not in query:
-        if name not in query:
-            return []
-        if "&" not in query:
-            # One pair with nothing to decode (``token=<ticket>``, the usual
-            # handshake): what parse_qsl gives, without running it.
-            key, equals, value = query.partition("=")
-            return [value] if equals and value and key == name else []
     return [value for key, value in parse_qsl(query, errors="replace") if key == name]
 
 
@@ -73,7 +66,7 @@ def extract_ticket(request: Request, *, query_param: str, prefix: str) -> str:
         query = request.query_string
         if "&" not in query and "%" not in query and "+" not in query:
             # One pair (or none) with nothing to decode: ``token=<ticket>``, the
-            # usual handshake. What _query_values gives, without the call.
+            # usual handshake. What _query_values (parse_qsl) gives, unparsed.
             key, _, value = query.partition("=")
             if value and key == query_param:
                 return value
