@@ -415,6 +415,12 @@ def _plain_ticket(text: str) -> tuple[str, str] | None:
     if match is not None:
         jti, subject = match.group(1, 2)
         return jti, subject
+    return _plain_beyond_ascii(text)
+
+
+def _plain_beyond_ascii(text: str) -> tuple[str, str] | None:
+    """:func:`_plain_ticket` for a text the pattern did not match: only a
+    non-ASCII subject can still make it a plain ticket."""
     if text.isascii():
         return None
     if text[:8] != '{"jti":"' or text[40:49] != '","sub":"' or text[-2:] != '"}':
@@ -441,8 +447,8 @@ def _load_payload(segment: str) -> Any:
                 text = raw.decode("utf-8", "surrogatepass")
             except ValueError as exc:
                 raise MalformedTicket("bad payload") from exc
-            match = _PLAIN_RE.fullmatch(text)  # _plain_ticket's first step, inline
-            plain = match.group(1, 2) if match is not None else _plain_ticket(text)
+            match = _PLAIN_RE.fullmatch(text)  # _plain_ticket, inline
+            plain = match.group(1, 2) if match is not None else _plain_beyond_ascii(text)
             if plain is not None:
                 return plain
             try:
