@@ -134,9 +134,10 @@ class TicketReplayed(TicketError):
 class BadHandshake(WSAuthError):
     """Not a websocket handshake that websockets would accept.
 
-    No ``Upgrade: websocket`` or ``Connection: upgrade``, or a missing or
-    invalid ``Sec-WebSocket-Key`` or ``Sec-WebSocket-Version: 13`` (a plain GET
-    of a socket's URL, say). Refused before the ticket is verified, so the
+    No ``Upgrade: websocket`` or ``Connection: upgrade``, a missing or
+    invalid ``Sec-WebSocket-Key`` or ``Sec-WebSocket-Version: 13``, or an
+    ``Upgrade``, ``Connection`` or ``Sec-WebSocket-Protocol`` list websockets
+    cannot parse (a plain GET of a socket's URL, say). Refused before the ticket is verified, so the
     ticket is not spent on a handshake that would fail after the claim.
     """
 

@@ -66,7 +66,6 @@ _CONNECTION = istr("connection")
 _KEY_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
 _PROTOCOL = istr(PROTOCOL_HEADER)
 _THIRTEEN = ["13"]
-_WEBSOCKET = ["websocket"]
 
 
 def _asks_upgrade(request: Request) -> bool:
