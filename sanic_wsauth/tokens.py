@@ -667,6 +667,18 @@ class TicketVerifier:
             AudienceMismatch: bound to another audience.
             IPMismatch: bound to another client address.
         """
+        ticket = self._verified(token)
+        if ticket.audience is not None or ticket.client_ip is not None:
+            self._check_bindings(ticket, audience, client_ip)
+        return ticket
+
+    def _verified(self, token: object) -> Ticket:
+        """:meth:`verify` but for the bindings: signature, age and payload only.
+
+        The caller must then check ``audience`` and ``client_ip`` itself
+        (:meth:`_check_bindings`): the handshake guard does, with the route
+        and address it looks up only for a bound ticket.
+        """
         if not isinstance(token, str) or not token:
             raise MissingTicket()
         if len(token) > self.max_token_bytes:
@@ -708,10 +720,7 @@ class TicketVerifier:
                 raise MalformedTicket("bad sub")
             expires_at = issued_at + self.max_age + self.leeway
             return _make_ticket(jti, subject, issued_at, expires_at, None, None, _NO_CLAIMS)
-        ticket = self._ticket(payload, issued_at)
-        if ticket.audience is not None or ticket.client_ip is not None:
-            self._check_bindings(ticket, audience, client_ip)
-        return ticket
+        return self._ticket(payload, issued_at)
 
     def _ticket(self, payload: Any, issued_at: int) -> Ticket:
         if payload.__class__ is not dict:

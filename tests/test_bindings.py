@@ -241,6 +241,39 @@ async def test_ipv4_binding(secret: str, app_name: str) -> None:
         assert (await handshake(f"{srv.ws}/ws?token={mapped}")).status == 101
 
 
+class _CountingRequest(Request):
+    """Counts the reads of ``client_ip`` (proxy headers parsed) per app."""
+
+    reads: dict[str, int] = {}
+
+    @property
+    def client_ip(self) -> str:
+        _CountingRequest.reads[self.app.name] = _CountingRequest.reads.get(self.app.name, 0) + 1
+        return super().client_ip
+
+
+async def test_address_is_looked_up_only_for_a_bound_ticket(secret: str, app_name: str) -> None:
+    app: Sanic[Any, Any] = Sanic(app_name, request_class=_CountingRequest)
+    wsauth = WSAuth(app, secret_keys=secret)
+
+    @app.websocket("/ws")
+    async def echo(request: Request, ws: Any) -> None:
+        async for message in ws:
+            await ws.send(f"{request.ctx.ticket.subject}: {message}")
+
+    reads = _CountingRequest.reads
+    async with serve(app) as srv:
+        unbound = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}")
+        assert unbound.status == 101 and unbound.reply == "a: ping"
+        sanic_own = reads.get(app_name, 0)  # Sanic's handshake reads it too (to log it)
+        bound = await handshake(f"{srv.ws}/ws?token={wsauth.issue('b', client_ip='127.0.0.1')}")
+        assert bound.status == 101 and bound.reply == "b: ping"
+        assert reads[app_name] == 2 * sanic_own + 1  # one read more: the guard's
+        elsewhere = await handshake(f"{srv.ws}/ws?token={wsauth.issue('c', client_ip='10.0.0.1')}")
+        assert elsewhere.status == 403 and json.loads(elsewhere.body) == {"error": "ip_mismatch"}
+        assert reads[app_name] == 2 * sanic_own + 2  # refused before Sanic's handshake
+
+
 async def test_ipv6_binding(secret: str, app_name: str) -> None:
     app, wsauth = _ip_app(app_name, secret)
     async with serve(app, host="::1") as srv:

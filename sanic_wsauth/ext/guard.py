@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from multidict import istr
+from multidict import CIMultiDict, istr
 from sanic import HTTPResponse, Request
 from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_connection, parse_subprotocol, parse_upgrade
@@ -80,6 +80,12 @@ def _tokens(headers: Any, name: str) -> list[str]:
     ]
 
 
+# The C methods, called directly: Sanic's Header defines ``__getattr__``, which
+# makes every attribute lookup on it (``headers.getall``) take a slower path.
+_getall = CIMultiDict.getall
+_get = CIMultiDict.get
+
+
 def _valid_handshake(headers: Any) -> bool:
     """What websockets checks of a handshake request, before anything is spent.
 
@@ -91,20 +97,20 @@ def _valid_handshake(headers: Any) -> bool:
     refused by websockets (400 or 426). The lists are read with websockets'
     own parsers, so both agree; the spellings clients send skip them.
     """
-    keys = headers.getall(_KEY, ())
+    keys = _getall(headers, _KEY, ())
     if len(keys) != 1 or _KEY_RE.fullmatch(keys[0]) is None:
         return False
-    if headers.getall(_VERSION, ()) != _THIRTEEN:
+    if _getall(headers, _VERSION, ()) != _THIRTEEN:
         return False
     # Sanic hands websockets each header's first value once per occurrence.
-    upgrade = headers.getall(_UPGRADE, ())
+    upgrade = _getall(headers, _UPGRADE, ())
     if len(upgrade) != 1:
         return False
     if upgrade[0] != "websocket":
         protocols = _parsed(upgrade[0], parse_upgrade)
         if protocols is None or len(protocols) != 1 or protocols[0].lower() != "websocket":
             return False
-    connection = headers.get(_CONNECTION)
+    connection = _get(headers, _CONNECTION)
     if connection is None:
         return False
     if connection != "Upgrade":  # what browsers and websockets' client send
@@ -112,7 +118,7 @@ def _valid_handshake(headers: Any) -> bool:
         if options is None or not any(option.lower() == "upgrade" for option in options):
             return False
     return _PROTOCOL not in headers or all(
-        _parsed(value, parse_subprotocol) is not None for value in headers.getall(_PROTOCOL)
+        _parsed(value, parse_subprotocol) is not None for value in _getall(headers, _PROTOCOL)
     )
 
 
@@ -252,19 +258,20 @@ class HandshakeGuard:
             WSAuthError: signature, age, audience, IP or subject check failed.
         """
         wsauth = self._wsauth
-        # The route's path and the client address (proxy headers parsed) are
-        # looked up only for a ticket bound to an audience or an address. An
-        # app's own audience callable is asked every time: one that fails
+        verifier = wsauth._verifier or wsauth.verifier
+        # An app's own audience callable is asked every time: one that fails
         # refuses every handshake, bound ticket or not.
-        ticket = (wsauth._verifier or wsauth.verifier).verify(
-            token,
-            audience=(
-                (lambda: policy.audience_for(request))
-                if policy.audience is None
-                else _route_audience(request, policy)
-            ),
-            client_ip=lambda: request.client_ip,
-        )
+        audience = None if policy.audience is None else _route_audience(request, policy)
+        ticket = verifier._verified(token)
+        if ticket.audience is not None or ticket.client_ip is not None:
+            # verify()'s binding checks. The route's path and the client
+            # address (proxy headers parsed) are looked up only for a ticket
+            # bound to them.
+            verifier._check_bindings(
+                ticket,
+                (audience or policy.audience_for(request)) if ticket.audience is not None else None,
+                request.client_ip if ticket.client_ip is not None else None,
+            )
         if (wsauth._config or wsauth.config).require_audience and ticket.audience is None:
             raise AudienceMismatch("ticket has no audience")
         if subject is not None and not hmac.compare_digest(
