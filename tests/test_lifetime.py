@@ -50,6 +50,18 @@ def _app(name: str, secret: str, **options: Any) -> tuple[Sanic[Any, Any], WSAut
         async for message in ws:
             await ws.send(message)
 
+    @app.websocket("/sink")
+    async def sink(request: Request, ws: Any) -> None:
+        # Reads and never answers: it goes on reading while the socket closes.
+        async for message in ws:
+            seen.append(message)
+
+    @app.websocket("/closes")
+    async def closes(request: Request, ws: Any) -> None:
+        # Closes at once, then holds on (Sanic's own cut-off never starts).
+        await ws.close()
+        await asyncio.Event().wait()
+
     return app, wsauth, seen
 
 
@@ -203,13 +215,15 @@ def _close_timeout(app: Sanic[Any, Any], seconds: float) -> None:
         websocket.close_timeout = seconds
 
 
-async def _raw_client(port: int, token: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _raw_client(
+    port: int, token: str, path: str = "/ws"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A websocket client by hand (one that can ignore a close): the upgrade sent."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         (
-            f"GET /ws?token={token} HTTP/1.1\r\nHost: x\r\n"
+            f"GET {path}?token={token} HTTP/1.1\r\nHost: x\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
@@ -420,3 +434,110 @@ async def test_cap_cuts_off_a_client_that_ignores_the_close(secret: str, app_nam
     assert frame[0] == 0x88
     assert frame[2:4] == (4001).to_bytes(2, "big")
     assert frame[4 : 4 + frame[1] - 2] == b"connection_age"
+
+
+async def _ignore_close_and_chatter(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[bytes, list[str]]:
+    """Send a message every 50 ms and never answer a close frame, until the
+    server cuts the connection. Returns what was received and the messages
+    sent after the client had the server's close frame."""
+    received = b""
+    after_close: list[str] = []
+
+    async def chatter() -> None:
+        for n in range(1000):
+            text = f"after-close-{n}" if b"\x88" in received else f"before-{n}"
+            if text.startswith("after"):
+                after_close.append(text)
+            writer.write(_masked_text(text.encode()))
+            await asyncio.sleep(0.05)
+
+    sender = asyncio.create_task(chatter())
+    try:
+
+        async def read() -> None:
+            nonlocal received
+            while chunk := await reader.read(4096):
+                received += chunk
+
+        await asyncio.wait_for(read(), LIVENESS)
+    finally:
+        sender.cancel()
+        writer.close()
+    return received, after_close
+
+
+async def test_a_refused_refresh_cuts_off_a_client_that_ignores_the_close(
+    secret: str, app_name: str
+) -> None:
+    """A refused refresh (4003) must end the socket although the client never
+    answers: otherwise the client stays past the cap, its messages delivered."""
+    app, wsauth, seen = _app(app_name, secret, max_connection_age=30, refresh=True)
+    _close_timeout(app, 1)
+    async with serve(app) as srv:
+        reader, writer = await _raw_client(srv.port, wsauth.issue("alice"), "/sink")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
+        assert head.startswith(b"HTTP/1.1 101")
+        writer.write(_masked_text(_refresh_frame("").encode()))  # refused: missing
+        received, after_close = await _ignore_close_and_chatter(reader, writer)
+    assert received[:1] == b"\x88" and received[2:4] == (4003).to_bytes(2, "big")
+    assert after_close, "the client sent nothing after the close frame"
+    assert not [m for m in seen if str(m).startswith("after-close")]
+    assert not [m for m in seen if str(m).startswith("before")]  # all after the refusal
+    assert wsauth.counters["missing"] == 1
+
+
+async def test_the_cap_delivers_no_message_after_its_close(secret: str, app_name: str) -> None:
+    app, wsauth, seen = _app(app_name, secret, max_connection_age=1)
+    _close_timeout(app, 1.5)
+    async with serve(app) as srv:
+        reader, writer = await _raw_client(srv.port, wsauth.issue("alice"), "/sink")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
+        assert head.startswith(b"HTTP/1.1 101")
+        received, after_close = await _ignore_close_and_chatter(reader, writer)
+    assert received[:1] == b"\x88" and received[2:4] == (4001).to_bytes(2, "big")
+    assert after_close and seen  # messages before the cap reach the handler
+    assert not [m for m in seen if str(m).startswith("after-close")]
+    assert wsauth.counters["connection_age"] == 1
+
+
+async def test_the_cap_cuts_a_socket_the_handler_closed_but_the_client_kept(
+    secret: str, app_name: str
+) -> None:
+    """The handler closes at once and holds on; the client never answers."""
+    app, wsauth, _ = _app(app_name, secret, max_connection_age=1)
+    async with serve(app) as srv:
+        reader, writer = await _raw_client(srv.port, wsauth.issue("alice"), "/closes")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
+        assert head.startswith(b"HTTP/1.1 101")
+        # Returns only once the server cuts the connection (else times out).
+        received, _ = await _ignore_close_and_chatter(reader, writer)
+    assert received[:1] == b"\x88" and received[2:4] == (1000).to_bytes(2, "big")
+
+
+async def test_asgi_a_refused_refresh_ends_the_handlers_messages(
+    secret: str, app_name: str
+) -> None:
+    """Behind uvicorn: after a refused refresh, recv() gives None for good,
+    even to a handler that reads on and a client that ignores the close."""
+    app: Sanic[Any, Any] = Sanic(app_name)
+    wsauth = WSAuth(app, secret_keys=secret, max_connection_age=30, refresh=True)
+    seen: list[Any] = []
+
+    @app.websocket("/sink")
+    async def sink(request: Request, ws: Any) -> None:
+        for _ in range(40):  # reads on past the first None
+            seen.append(await ws.recv())
+            await asyncio.sleep(0.05)
+
+    async with uvicorn_server(app) as host:
+        port = int(host.rsplit(":", 1)[1])
+        reader, writer = await _raw_client(port, wsauth.issue("alice"), "/sink")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
+        assert head.startswith(b"HTTP/1.1 101")
+        writer.write(_masked_text(_refresh_frame("").encode()))  # refused: missing
+        received, after_close = await _ignore_close_and_chatter(reader, writer)
+    assert received[:1] == b"\x88" and received[2:4] == (4003).to_bytes(2, "big")
+    assert seen and all(message is None for message in seen)
+    assert wsauth.counters["missing"] == 1

@@ -100,22 +100,28 @@ def _expires_in(seconds: float) -> float | int:
     return int(seconds) if float(seconds).is_integer() else seconds
 
 
-class _RefreshFilter:
-    """Stands in for Sanic's frame assembler and takes refresh frames out."""
+class _FrameFilter:
+    """Stands in for Sanic's frame assembler: takes refresh frames out, and
+    drops every data frame once the socket is being closed for its age or a
+    refused refresh (a client that ignores the close frame reaches the
+    handler no more)."""
 
-    __slots__ = ("_inner", "_lifetime")
+    __slots__ = ("_inner", "_lifetime", "_refresh")
 
-    def __init__(self, inner: Any, lifetime: ConnectionLifetime) -> None:
+    def __init__(self, inner: Any, lifetime: ConnectionLifetime, refresh: bool) -> None:
         self._inner = inner
         self._lifetime = lifetime
+        self._refresh = refresh
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def put(self, frame: Frame) -> None:
+        if self._lifetime._closing:
+            return
         # A refresh is one unfragmented text frame; anything else (binary,
         # fragments, continuations) is the application's.
-        if frame.opcode is Opcode.TEXT and frame.fin:
+        if self._refresh and frame.opcode is Opcode.TEXT and frame.fin:
             token = parse_refresh(frame.data)
             if token is not NOT_REFRESH:
                 await self._lifetime.refresh(token)
@@ -150,22 +156,36 @@ class ConnectionLifetime:
         self.max_age = max_age
         self.subject = ticket.subject
         self.deadline = self._loop.time() + max_age
-        #: Set once the age cap decided to close: a refresh is too late then.
+        #: Set once the socket is being closed (age cap, refused refresh):
+        #: a refresh is too late then, and no data frame is delivered.
         self._closing = False
-        if refresh:
-            self._intercept_refresh()
+        #: Cuts off a client that ignores a close frame this lifetime sent.
+        self._cut_off: asyncio.Task[None] | None = None
+        self._filter_frames(refresh)
 
-    def _intercept_refresh(self) -> None:
+    def _filter_frames(self, refresh: bool) -> None:
         # Sanic's process_events() hands every data frame to
         # ``ws.assembler.put``; the assembler has __slots__, so a proxy
         # stands in front of it.
-        self._ws.assembler = _RefreshFilter(self._ws.assembler, self)
+        self._ws.assembler = _FrameFilter(self._ws.assembler, self, refresh)
 
     def _is_open(self) -> bool:
         return bool(self._ws.ws_proto.state is State.OPEN)
 
     async def _close(self, code: int, reason: str) -> None:
-        await self._ws.close(code, reason)
+        """Send the close frame; from now on no data frame reaches the handler,
+        and a client that has not closed within the close timeout is cut off."""
+        self._closing = True
+        ws = self._ws
+        await ws.close(code, reason)
+        # Not awaited here: a refused refresh runs inside Sanic's frame
+        # reader, which must go on reading to see the client's close frame.
+        self._cut_off = asyncio.create_task(self._cut_off_after_timeout(code, reason))
+
+    async def _cut_off_after_timeout(self, code: int, reason: str) -> None:
+        ws = self._ws
+        if not await ws.wait_for_connection_lost(timeout=ws.close_timeout):
+            ws.fail_connection(code, reason)
 
     async def refresh(self, token: Any) -> bool:
         """Verify an in-band refresh ticket; extend the deadline or close 4003.
@@ -203,6 +223,13 @@ class ConnectionLifetime:
 
     async def watch(self) -> None:
         """Close the socket at the deadline; return early once it is gone."""
+        try:
+            await self._watch()
+        finally:
+            if self._cut_off is not None:
+                self._cut_off.cancel()  # server stop, or done already
+
+    async def _watch(self) -> None:
         ws = self._ws
         while True:
             remaining = self.deadline - self._loop.time()
@@ -210,14 +237,16 @@ class ConnectionLifetime:
                 break
             if await ws.wait_for_connection_lost(timeout=remaining):
                 return
-        if not self._is_open():
-            return
-        self._closing = True  # ws.close() may wait for its lock: no refresh now
-        self._wsauth.counters[AGE_CLOSE_REASON] += 1
-        await ws.close(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
-        # A client that never answers the close frame is cut off.
-        if not await ws.wait_for_connection_lost(timeout=ws.close_timeout):
-            ws.fail_connection(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
+        if not self._closing:  # else a refused refresh closed it already
+            if not self._is_open():
+                # Closed by the handler or the client, and the connection
+                # still up at the cap (a client ignoring a close frame): cut.
+                ws.fail_connection(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
+                return
+            self._wsauth.counters[AGE_CLOSE_REASON] += 1
+            await self._close(AGE_CLOSE_CODE, AGE_CLOSE_REASON)
+        if self._cut_off is not None:
+            await self._cut_off
 
 
 class AsgiLifetime(ConnectionLifetime):
@@ -243,7 +272,7 @@ class AsgiLifetime(ConnectionLifetime):
         # Always wrapped: recv() is also where the end of the socket shows.
         self._wrap_recv(refresh)
 
-    def _intercept_refresh(self) -> None:
+    def _filter_frames(self, refresh: bool) -> None:
         pass  # done by _wrap_recv
 
     def _wrap_recv(self, refresh: bool) -> None:
@@ -253,6 +282,8 @@ class AsgiLifetime(ConnectionLifetime):
 
         async def recv(*args: Any, **kwargs: Any) -> Any:
             while True:
+                if self._closed:  # closed for its age or a refused refresh
+                    return None
                 message = await original(*args, **kwargs)
                 if message is None:  # websocket.disconnect
                     self._closed = True
