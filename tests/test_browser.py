@@ -245,6 +245,30 @@ def test_audience_is_requested_and_bound(demo: DemoPage) -> None:
     assert len(set(demo.tokens())) == 3
 
 
+def test_audience_param_matches_a_renamed_server_field(browser: Browser, tmp_path: Path) -> None:
+    from sanic_wsauth.tokens import decode_unverified
+
+    env = {
+        "WSAUTH_DEMO_API_KEY": API_KEY,
+        "WSAUTH_SECRET": new_secret(),
+        "SANIC_WSAUTH_AUDIENCE_PARAM": "aud",
+    }
+    with demo_process(tmp_path, env) as port:
+        demo = DemoPage.open(browser, f"http://127.0.0.1:{port}")
+        try:
+            options = {"tokenUrl": "/authenticate/token", "url": "/ws", "apiKey": API_KEY}
+            run = {**options, "audience": "/ws", "audienceParam": "aud", "reconnect": False}
+            demo.page.evaluate(CLIENT_RUN, [run])
+            demo.page.wait_for_function("() => window.conn.state === 'open'", timeout=30_000)
+            [request] = demo.token_requests
+            assert json.loads(request.post_data or "") == {"aud": "/ws"}
+            [token] = demo.socket_tokens()
+            assert token is not None and decode_unverified(token)[0]["aud"] == "/ws"
+            demo.page.evaluate("() => window.conn.close()")
+        finally:
+            demo.close()
+
+
 def test_connect_validates_its_options(demo: DemoPage) -> None:
     errors = demo.page.evaluate(
         """async () => {
@@ -262,6 +286,7 @@ def test_connect_validates_its_options(demo: DemoPage) -> None:
             badTransport: attempt({ ...ok, transport: "header" }),
             subprotocolAlone: attempt({ ...ok, transport: "subprotocol" }),
             ticketAsProtocol: attempt({ ...ok, protocols: ["wsauth.ticket.x"] }),
+            audienceParam: attempt({ ...ok, audienceParam: "" }),
             refreshAt: attempt({ ...ok, refreshAt: 1.5 }),
             ticketTimeoutNaN: attempt({ ...ok, ticketTimeout: NaN }),
             ticketTimeoutZero: attempt({ ...ok, ticketTimeout: 0 }),
@@ -281,6 +306,7 @@ def test_connect_validates_its_options(demo: DemoPage) -> None:
         "badTransport",
         "subprotocolAlone",
         "ticketAsProtocol",
+        "audienceParam",
         "refreshAt",
         "ticketTimeoutNaN",
         "ticketTimeoutZero",

@@ -75,6 +75,10 @@ def test_identity_result(app_name: str, secret: str) -> None:
         ({"params": {"audience": "/ws/chat"}}, "/ws/chat"),
         ({"json": {"audience": "/ws/chat"}}, "/ws/chat"),
         ({"data": {"audience": "/ws/chat"}}, "/ws/chat"),
+        # multipart/form-data: a field, beside a file the endpoint ignores.
+        ({"data": {"audience": "/ws/chat"}, "files": {"f": ("f.txt", b"x")}}, "/ws/chat"),
+        # Other JSON fields are the app's (its authenticate may read them).
+        ({"json": {"device": "phone"}}, None),
         ({}, None),
     ],
 )
@@ -108,6 +112,12 @@ def test_a_json_audience_is_read_whatever_the_spelling_of_its_type(
     assert payload["aud"] == "/ws/x"
 
 
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = b'--xyz\r\nContent-Disposition: form-data; name="audience"\r\n\r\n/ws/x\r\n--xyz--\r\n'
+_BOUNDARY = {"content-type": "multipart/form-data; boundary=xyz"}
+_BAD_CHARSET = b"\r\nContent-Type: text/plain; charset=no-such-charset\r\n\r\n"
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -123,6 +133,16 @@ def test_a_json_audience_is_read_whatever_the_spelling_of_its_type(
         # A body the endpoint cannot read: not an unbound ticket instead.
         {"content": b'{"audience": "/ws/x"}', "headers": {"content-type": "text/plain"}},
         {"content": b"audience=/ws/x", "headers": {}},
+        # Blank values count (Sanic's request.args and .form drop them).
+        {"params": {"audience": ""}},
+        {"content": b"audience=", "headers": {"content-type": _FORM}},
+        # A body that may hold an audience and cannot be read: never unbound.
+        {"content": _MULTIPART, "headers": {"content-type": "multipart/form-data"}},
+        {"content": _MULTIPART.replace(b"\r\n\r\n", _BAD_CHARSET), "headers": _BOUNDARY},
+        {"content": b"audience=%2Fws\xff", "headers": {"content-type": _FORM}},
+        {"files": {"audience": ("a.txt", b"/ws/x")}},
+        {"json": [{"audience": "/ws/x"}]},
+        {"params": {"audience": "/ws/a"}, "json": {"audience": "/ws/b"}},
     ],
     ids=[
         "not-json",
@@ -134,6 +154,14 @@ def test_a_json_audience_is_read_whatever_the_spelling_of_its_type(
         "surrogate",
         "text-plain",
         "no-type",
+        "blank-query",
+        "blank-form",
+        "multipart-no-boundary",
+        "multipart-bad-charset",
+        "form-not-utf8",
+        "as-a-file",
+        "json-array",
+        "query-and-body",
     ],
 )
 def test_bad_audience_requests_get_400(app_name: str, secret: str, kwargs: dict[str, Any]) -> None:
@@ -266,3 +294,16 @@ def test_authorize_that_raises_denies(app_name: str, secret: str) -> None:
     )
     assert response.status == 403
     assert response.json == {"error": "audience_forbidden"}
+
+
+def test_an_unparsable_form_is_refused_without_a_traceback(
+    app_name: str, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(app_name, secret)
+    _, response = app.test_client.post(
+        "/authenticate/token",
+        headers={"Authorization": "Bearer user-1", "content-type": "multipart/form-data"},
+        content=_MULTIPART,
+    )
+    assert response.status == 400
+    assert not [r for r in caplog.records if r.exc_info or "parsing form" in r.getMessage()]

@@ -8,9 +8,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from sanic import HTTPResponse, Request
 from sanic.exceptions import SanicException
+from sanic.headers import parse_content_header
+from sanic.request.form import parse_multipart_form
 from sanic.response import json as json_response
 
 from ..tokens import MAX_AUDIENCE_CHARS, MAX_SUBJECT_CHARS, normalize_ip
@@ -81,28 +84,18 @@ def _as_identity(result: AuthenticateResult) -> Identity | None:
     )
 
 
-_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
-
-
 def _requested_audience(request: Request, param: str) -> str | None:
-    """Read the audience from the query string or a JSON/form body."""
-    values = request.args.getlist(param) if param in request.args else []
-    if not values and request.body:
-        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if media_type == "application/json" or media_type.endswith("+json"):
-            try:
-                body = json.loads(request.body)
-            except (ValueError, RecursionError):  # deep nesting: RecursionError
-                raise ValueError("invalid JSON body") from None
-            if isinstance(body, dict) and param in body:
-                values = [body[param]]
-        elif media_type in _FORM_TYPES:
-            if request.form and param in request.form:
-                values = request.form.getlist(param)
-        else:
-            # A body this endpoint cannot read may hold an audience: issuing
-            # an unbound ticket instead would grant more than was asked.
-            raise ValueError("unreadable body")
+    """Read the audience from the query string and a JSON or form body.
+
+    Fails closed: anything that may carry an audience this cannot read (a
+    body of another type or malformed, a JSON body that is not an object, an
+    audience sent as a file, a blank or repeated value) is a ValueError (400),
+    never an unbound ticket, which would grant more than was asked.
+    """
+    query = request.get_args(keep_blank_values=True)
+    values: list[Any] = query.getlist(param) if param in query else []
+    if request.body:
+        values += _body_audiences(request, param)
     if not values:
         return None
     if len(values) > 1 or not isinstance(values[0], str):
@@ -113,6 +106,38 @@ def _requested_audience(request: Request, param: str) -> str | None:
     # UnicodeEncodeError is a ValueError, so the answer is 400.
     values[0].encode("utf-8")
     return values[0]
+
+
+def _body_audiences(request: Request, param: str) -> list[Any]:
+    """Every ``param`` value in the body (read here, not by Sanic's
+    ``request.form``, which logs a traceback for a body it cannot parse and
+    drops blank values)."""
+    media_type, options = parse_content_header(request.headers.get("content-type", ""))
+    if media_type == "application/json" or media_type.endswith("+json"):
+        try:
+            body = json.loads(request.body)
+        except (ValueError, RecursionError):  # deep nesting: RecursionError
+            raise ValueError("invalid JSON body") from None
+        if body.__class__ is not dict:
+            raise ValueError("JSON body is not an object")
+        return [body[param]] if param in body else []
+    if media_type == "application/x-www-form-urlencoded":
+        # UnicodeDecodeError is a ValueError too.
+        return parse_qs(request.body.decode("utf-8"), keep_blank_values=True).get(param, [])
+    if media_type == "multipart/form-data":
+        boundary = options.get("boundary")
+        if not isinstance(boundary, str) or not boundary:
+            raise ValueError("multipart body without a boundary")
+        try:
+            fields, files = parse_multipart_form(  # type: ignore[no-untyped-call]
+                request.body, boundary.encode("utf-8")
+            )
+        except Exception:  # noqa: BLE001 - any parse failure is the client's
+            raise ValueError("malformed multipart body") from None
+        if param in files:
+            raise ValueError("audience sent as a file")
+        return list(fields.getlist(param)) if param in fields else []
+    raise ValueError("unreadable body")
 
 
 class TicketEndpoint:

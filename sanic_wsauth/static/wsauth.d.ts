@@ -114,6 +114,8 @@ export interface ConnectOptions {
   openTimeout?: number;
   /** The socket's binaryType. Default "blob". */
   binaryType?: BinaryType;
+  /** Body field of the audience. Default "audience" (server: WSAUTH_AUDIENCE_PARAM). */
+  audienceParam?: string;
   /** Query parameter of the ticket. Default "token" (server: WSAUTH_QUERY_PARAM). */
   queryParam?: string;
   /** Subprotocol prefix of the ticket. Default "wsauth.ticket." (WSAUTH_SUBPROTOCOL_PREFIX). */

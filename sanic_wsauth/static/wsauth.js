@@ -73,6 +73,7 @@ export const REFRESHED_TYPE = "wsauth.refreshed";
  *     ticket request, or a callback called before every request (e.g. an Authorization header).
  * @property {RequestCredentials} [credentials] fetch credentials mode for cookies ("same-origin").
  * @property {string} [audience] Ask for a ticket bound to this audience.
+ * @property {string} [audienceParam] Body field of the audience ("audience").
  * @property {ReconnectOptions | false} [reconnect] Backoff settings, or false to never retry
  *     after a failure (the server's 4001 age close still reconnects, unless it came within
  *     1 s of opening: that is a failure).
@@ -360,6 +361,10 @@ function normalize(options) {
       'wsauth: the "subprotocol" transport needs protocols: a subprotocol the route accepts',
     );
   }
+  const audienceParam = options.audienceParam ?? "audience";
+  if (typeof audienceParam !== "string" || !audienceParam) {
+    throw new TypeError("wsauth: audienceParam must be a non-empty string");
+  }
   const refreshAt = options.refreshAt ?? 0.8;
   if (!(refreshAt > 0 && refreshAt < 1)) throw new TypeError("wsauth: refreshAt must be in (0, 1)");
   const reconnect = checkReconnect(options.reconnect);
@@ -370,6 +375,7 @@ function normalize(options) {
     transport,
     protocols,
     protocolPrefix,
+    audienceParam,
     refreshAt,
     reconnect,
     socketUrl: socketUrl(url),
@@ -577,7 +583,7 @@ export class WSAuthConnection {
       let body;
       if (o.audience != null) {
         headers.set("Content-Type", "application/json");
-        body = JSON.stringify({ audience: o.audience });
+        body = JSON.stringify({ [o.audienceParam]: o.audience });
       }
       /** @type {Response} */
       let response;
