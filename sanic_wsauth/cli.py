@@ -20,6 +20,7 @@ import json
 import math
 import os
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -57,6 +58,8 @@ EXIT_USAGE = 2
 
 #: Where ``issue`` and ``inspect --verify`` read the secret, first match wins.
 SECRET_ENV = ("WSAUTH_SECRET", "SANIC_WSAUTH_SECRET")
+#: ``secret --bytes`` at most (the signing key derived from it is 32 bytes).
+MAX_SECRET_BYTES = 1024
 
 _PROG = "sanic-wsauth"
 _EXIT_CODES = (
@@ -116,7 +119,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     # Workers re-import the app, so everything they need travels in the
     # environment, generated once here so that all workers share it.
-    if not os.environ.get("WSAUTH_SECRET"):
+    if not any(os.environ.get(name) for name in SECRET_ENV):
         os.environ["WSAUTH_SECRET"] = secrets.token_urlsafe(48)
         print(
             "warning: WSAUTH_SECRET is not set; generated a secret for this run only. "
@@ -126,10 +129,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not os.environ.get(API_KEY_ENV):
         os.environ[API_KEY_ENV] = secrets.token_urlsafe(24)
         print(f"demo API key: {os.environ[API_KEY_ENV]}", file=sys.stderr)
+    # A flag wins: the SANIC_-prefixed variable would otherwise, through
+    # app.config, override it silently.
     if args.redis:
         os.environ["WSAUTH_REDIS_URL"] = args.redis
+        if os.environ.get("SANIC_WSAUTH_REDIS_URL"):
+            os.environ["SANIC_WSAUTH_REDIS_URL"] = args.redis
     if args.max_age is not None:
         os.environ["WSAUTH_MAX_AGE"] = str(args.max_age)
+        if os.environ.get("SANIC_WSAUTH_MAX_AGE"):
+            os.environ["SANIC_WSAUTH_MAX_AGE"] = str(args.max_age)
 
     if args.log_level:
         os.environ[_LOG_LEVEL_ENV] = args.log_level
@@ -137,10 +146,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     app = loader.load()
     try:
         # Fail here, with one line, rather than with a traceback from Sanic's main process.
-        app.ctx.wsauth.configure()
+        wsauth = app.ctx.wsauth
+        wsauth._make_store(wsauth.configure())  # a bad Redis URL too (nothing connects)
     except WSAuthError as exc:
         print(f"sanic-wsauth: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    _check_listen(args.host, args.port)
     app.prepare(
         host=args.host,
         port=args.port,
@@ -150,8 +161,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         motd=False,
     )
     print(f"demo: http://{args.host}:{args.port}/  (websocket /ws)", file=sys.stderr, flush=True)
-    Sanic.serve(primary=app, app_loader=loader)
+    try:
+        Sanic.serve(primary=app, app_loader=loader)
+    except OSError as exc:  # taken in the moment since _check_listen
+        raise _Failed(f"error: cannot listen on {args.host}:{args.port}: {exc}") from None
     return EXIT_OK
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail with one line, before Sanic starts, where the demo cannot listen."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.create_server((host, port), family=family).close()
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise _Failed(f"error: cannot listen on {host}:{port}: {reason}") from None
 
 
 def _read_secret() -> tuple[str, str]:
@@ -390,8 +414,15 @@ def _non_negative_int(text: str) -> int:
 
 def _secret_bytes(text: str) -> int:
     value = int(text)
-    if value < MIN_KEY_BYTES:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_KEY_BYTES}")
+    if not MIN_KEY_BYTES <= value <= MAX_SECRET_BYTES:
+        raise argparse.ArgumentTypeError(f"must be {MIN_KEY_BYTES} to {MAX_SECRET_BYTES}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 1 to 65535")
     return value
 
 
@@ -419,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the demo server", epilog=_EXIT_CODES)
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=_port, default=8000)
     demo.add_argument("--workers", type=_positive_int, default=1)
     demo.add_argument("--max-age", type=_positive_int, default=None, help="ticket lifetime (s)")
     demo.add_argument(
@@ -454,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_secret_bytes,
         default=48,
         metavar="N",
-        help=f"random bytes (default 48, at least {MIN_KEY_BYTES}); printed as base64url",
+        help=f"random bytes, {MIN_KEY_BYTES} to {MAX_SECRET_BYTES} (default 48), as base64url",
     )
     secret.set_defaults(func=_cmd_secret)
 

@@ -92,7 +92,17 @@ def test_secret_variables_are_named_in_help() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["bogus"], ["issue"], ["secret", "--bytes", "16"], ["inspect"], ["inspect", "t", "--x"]],
+    [
+        [],
+        ["bogus"],
+        ["issue"],
+        ["secret", "--bytes", "16"],
+        ["secret", "--bytes", "99999999999999999999"],
+        ["inspect"],
+        ["inspect", "t", "--x"],
+        ["demo", "--port", "99999"],
+        ["demo", "--port", "0"],
+    ],
 )
 def test_usage_errors_exit_2_on_one_line(args: list[str]) -> None:
     line = assert_clean_error(run_cli(*args), 2)

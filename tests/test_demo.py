@@ -104,3 +104,62 @@ def test_weak_secret_stops_the_demo_with_one_line(secret: str, expected: str) ->
     assert "Traceback" not in out.stderr
     assert expected in out.stderr and "sanic-wsauth secret" in out.stderr
     assert out.stderr.startswith("sanic-wsauth: error: "), out.stderr  # as the CLI's others
+
+
+def _demo_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "WSAUTH_DEMO_API_KEY": "k", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "sanic_wsauth", "demo", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=60,
+    )
+
+
+def test_a_port_in_use_stops_the_demo_with_one_line(secret: str) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        out = _demo_run("--port", str(port), env={"WSAUTH_SECRET": secret})
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.splitlines() == [
+        f"sanic-wsauth: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+
+
+def test_a_bad_redis_url_stops_the_demo_with_one_line(secret: str) -> None:
+    out = _demo_run("--redis", "http://127.0.0.1:6379", env={"WSAUTH_SECRET": secret})
+    assert out.returncode == 2
+    [line] = out.stderr.splitlines()
+    assert line.startswith("sanic-wsauth: error: ") and "redis" in line.lower()
+
+
+async def test_a_sanic_prefixed_secret_is_used_and_not_reported_missing(secret: str) -> None:
+    from sanic_wsauth import TicketIssuer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = str(Path(tmp) / "demo.log")
+        env = {"WSAUTH_SECRET": "", "SANIC_WSAUTH_SECRET": secret}
+        with run_demo(env=env, log_path=log_path) as (_, port):
+            ticket = TicketIssuer(secret).issue("cli-user")
+            result = await handshake(f"ws://127.0.0.1:{port}/ws?token={ticket}")
+            assert result.status == 101 and result.reply == "cli-user: ping"
+        assert "not set" not in Path(log_path).read_text()
+
+
+async def test_flags_win_over_sanic_prefixed_variables(redis_url: str, key_prefix: str) -> None:
+    env = {
+        "WSAUTH_DEMO_API_KEY": "k",
+        "SANIC_WSAUTH_REDIS_PREFIX": key_prefix,
+        "SANIC_WSAUTH_MAX_AGE": "30",
+        "SANIC_WSAUTH_REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens there
+    }
+    with run_demo(args=["--max-age", "7", "--redis", redis_url], env=env) as (_, port):
+        status, body, _ = await asyncio.to_thread(
+            post_token, f"http://127.0.0.1:{port}", api_key="k"
+        )
+        assert status == 200 and body["expires_in"] == 7
+        result = await handshake(f"ws://127.0.0.1:{port}/ws?token={body['token']}")
+        assert result.status == 101  # claimed in the flag's Redis
