@@ -6,7 +6,8 @@ browser asks Flask for a ticket, then opens the socket on the Sanic server::
 
     POST /ws-ticket  (Authorization: Bearer <api key>, optional JSON {"audience": "/chat"})
     -> 200 {"token": "...", "expires_in": 30}   (Cache-Control: no-store)
-    -> 401 {"error": "unauthorized"} | 400 {"error": "bad_audience"}
+    -> 401 {"error": "unauthorized"}
+    -> 400 {"error": "bad_audience"}  (an unusable audience, or a body that is not a JSON object)
 
     new WebSocket(`wss://ws.example.com/chat?token=${token}`)
 
@@ -28,6 +29,18 @@ from flask import Flask, Response, jsonify, request
 from sanic_wsauth.tokens import MAX_AUDIENCE_CHARS, TicketIssuer
 
 __all__ = ["create_app"]
+
+
+def _usable_audience(value: object) -> bool:
+    """A string of 1 to 256 characters that UTF-8 can hold (JSON can escape a
+    lone surrogate, which no ticket can carry)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_AUDIENCE_CHARS:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def create_app(
@@ -72,11 +85,14 @@ def create_app(
         user = current_user()
         if user is None:
             return refuse("unauthorized", 401)
-        body = request.get_json(silent=True) or {}
-        audience = body.get("audience") if isinstance(body, dict) else None
-        if audience is not None and (
-            not isinstance(audience, str) or not 0 < len(audience) <= MAX_AUDIENCE_CHARS
-        ):
+        # Fail closed: a body that may ask for an audience and cannot be read
+        # is refused, never answered with an unbound ticket (which would
+        # grant more than was asked).
+        body = request.get_json(silent=True) if request.get_data() else {}
+        if not isinstance(body, dict):
+            return refuse("bad_audience", 400)
+        audience = body.get("audience")
+        if audience is not None and not _usable_audience(audience):
             return refuse("bad_audience", 400)
         client_ip = request.remote_addr if bind_ip else None
         token = issuer.issue(user, audience=audience, client_ip=client_ip)

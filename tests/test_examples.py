@@ -267,9 +267,16 @@ def test_flask_endpoint_refuses_bad_requests(secret: str) -> None:
         assert response.status_code == 401
         assert response.get_json() == {"error": "unauthorized"}
     bearer = {"Authorization": f"Bearer {API_KEY}"}
-    for audience in ("", 5, "x" * 257):
+    for audience in ("", 5, "x" * 257, "\ud800"):
         response = client.post("/ws-ticket", headers=bearer, json={"audience": audience})
         assert response.status_code == 400 and response.get_json() == {"error": "bad_audience"}
+    # A body that may hold an audience and cannot be read: refused, not unbound.
+    for data in (b"{not json", b'[{"audience": "/chat"}]', b'"/chat"'):
+        response = client.post(
+            "/ws-ticket", headers={**bearer, "Content-Type": "application/json"}, data=data
+        )
+        assert response.status_code == 400 and response.get_json() == {"error": "bad_audience"}
+    assert client.post("/ws-ticket", headers=bearer).status_code == 200  # no body: unbound
     assert client.get("/ws-ticket", headers=bearer).status_code == 405
 
 
