@@ -269,6 +269,25 @@ def test_audience_param_matches_a_renamed_server_field(browser: Browser, tmp_pat
             demo.close()
 
 
+def test_close_in_on_state_change_open_skips_on_open(demo: DemoPage) -> None:
+    log, state = demo.page.evaluate(
+        """async (key) => {
+          const { connect } = await import("/static/wsauth.js");
+          const log = [];
+          const conn = connect({
+            tokenUrl: "/authenticate/token", url: "/ws", reconnect: false,
+            headers: { Authorization: `Bearer ${key}` },
+            onStateChange: (state) => { log.push(state); if (state === "open") conn.close(); },
+            onOpen: () => log.push("onOpen"),
+          });
+          await new Promise((resolve) => setTimeout(resolve, 1500));
+          return [log, conn.state];
+        }""",
+        API_KEY,
+    )
+    assert (log, state) == (["connecting", "open", "closed"], "closed")
+
+
 def test_connect_validates_its_options(demo: DemoPage) -> None:
     errors = demo.page.evaluate(
         """async () => {

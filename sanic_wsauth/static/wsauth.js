@@ -704,6 +704,7 @@ export class WSAuthConnection {
       opened = true;
       this.#openedAt = Date.now();
       this.#setState("open", { error: null });
+      if (this.#stopped) return; // onStateChange closed it: no onOpen, no refresh timer
       if (o.refresh && ticket.refresh && ticket.maxConnectionAge > 0) {
         this.#scheduleRefresh(ticket.maxConnectionAge);
       }
