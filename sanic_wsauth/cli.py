@@ -133,11 +133,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # app.config, override it silently.
     if args.redis:
         os.environ["WSAUTH_REDIS_URL"] = args.redis
-        if os.environ.get("SANIC_WSAUTH_REDIS_URL"):
+        if "SANIC_WSAUTH_REDIS_URL" in os.environ:  # set, even empty, it would win
             os.environ["SANIC_WSAUTH_REDIS_URL"] = args.redis
     if args.max_age is not None:
         os.environ["WSAUTH_MAX_AGE"] = str(args.max_age)
-        if os.environ.get("SANIC_WSAUTH_MAX_AGE"):
+        if "SANIC_WSAUTH_MAX_AGE" in os.environ:
             os.environ["SANIC_WSAUTH_MAX_AGE"] = str(args.max_age)
 
     if args.log_level:
@@ -170,11 +170,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _check_listen(host: str, port: int) -> None:
     """Fail with one line, before Sanic starts, where the demo cannot listen."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        socket.create_server((host, port), family=family).close()
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        family, kind, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Sanic binds
+            sock.bind(address)
+            sock.listen()
+    except OSError as exc:  # an unknown host (gaierror), a port taken, ...
+        reason = exc.strerror or str(exc)
         raise _Failed(f"error: cannot listen on {host}:{port}: {reason}") from None
 
 

@@ -280,7 +280,12 @@ def test_close_in_on_state_change_open_skips_on_open(demo: DemoPage) -> None:
             onStateChange: (state) => { log.push(state); if (state === "open") conn.close(); },
             onOpen: () => log.push("onOpen"),
           });
-          await new Promise((resolve) => setTimeout(resolve, 1500));
+          // Until closed (a liveness bound, not a speed check), then a moment
+          // more for a late onOpen.
+          for (let i = 0; i < 600 && !log.includes("closed"); i++) {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+          await new Promise((resolve) => setTimeout(resolve, 200));
           return [log, conn.state];
         }""",
         API_KEY,

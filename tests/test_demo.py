@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ._support import handshake, post_token, run_demo
+from .redis_support import count_keys
 
 pytestmark = pytest.mark.slow
 
@@ -107,14 +109,25 @@ def test_weak_secret_stops_the_demo_with_one_line(secret: str, expected: str) ->
 
 
 def _demo_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a demo that must stop by itself; if it serves instead, stop it and
+    its workers (its own process group) and fail."""
     full = {**os.environ, "WSAUTH_DEMO_API_KEY": "k", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "sanic_wsauth", "demo", *args],
-        capture_output=True,
-        text=True,
+    cmd = [sys.executable, "-m", "sanic_wsauth", "demo", *args]
+    proc = subprocess.Popen(
+        cmd,
         env=full,
-        timeout=60,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"the demo did not stop: {cmd}") from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def test_a_port_in_use_stops_the_demo_with_one_line(secret: str) -> None:
@@ -149,12 +162,15 @@ async def test_a_sanic_prefixed_secret_is_used_and_not_reported_missing(secret: 
         assert "not set" not in Path(log_path).read_text()
 
 
-async def test_flags_win_over_sanic_prefixed_variables(redis_url: str, key_prefix: str) -> None:
+@pytest.mark.parametrize("set_to", ["redis://127.0.0.1:1/0", ""], ids=["elsewhere", "empty"])
+async def test_flags_win_over_sanic_prefixed_variables(
+    redis_url: str, key_prefix: str, set_to: str
+) -> None:
     env = {
         "WSAUTH_DEMO_API_KEY": "k",
         "SANIC_WSAUTH_REDIS_PREFIX": key_prefix,
         "SANIC_WSAUTH_MAX_AGE": "30",
-        "SANIC_WSAUTH_REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens there
+        "SANIC_WSAUTH_REDIS_URL": set_to,  # nothing listens on port 1; empty: memory
     }
     with run_demo(args=["--max-age", "7", "--redis", redis_url], env=env) as (_, port):
         status, body, _ = await asyncio.to_thread(
@@ -162,4 +178,13 @@ async def test_flags_win_over_sanic_prefixed_variables(redis_url: str, key_prefi
         )
         assert status == 200 and body["expires_in"] == 7
         result = await handshake(f"ws://127.0.0.1:{port}/ws?token={body['token']}")
-        assert result.status == 101  # claimed in the flag's Redis
+        assert result.status == 101
+    assert len(count_keys(redis_url, key_prefix)) == 1  # claimed in the flag's Redis
+
+
+def test_an_unknown_host_stops_the_demo_with_one_line(secret: str) -> None:
+    out = _demo_run("--host", "no-such-host.invalid", env={"WSAUTH_SECRET": secret})
+    assert out.returncode == 1, out.stderr
+    [line] = out.stderr.splitlines()
+    assert line.startswith("sanic-wsauth: error: cannot listen on no-such-host.invalid:8000: ")
+    assert "Unknown error" not in line

@@ -139,6 +139,8 @@ _BAD_CHARSET = b"\r\nContent-Type: text/plain; charset=no-such-charset\r\n\r\n"
         # A body that may hold an audience and cannot be read: never unbound.
         {"content": _MULTIPART, "headers": {"content-type": "multipart/form-data"}},
         {"content": _MULTIPART.replace(b"\r\n\r\n", _BAD_CHARSET), "headers": _BOUNDARY},
+        {"content": _MULTIPART.removesuffix(b"--xyz--\r\n"), "headers": _BOUNDARY},
+        {"content": _MULTIPART.replace(b"\r\n", b"\n"), "headers": _BOUNDARY},
         {"content": b"audience=%2Fws\xff", "headers": {"content-type": _FORM}},
         {"files": {"audience": ("a.txt", b"/ws/x")}},
         {"json": [{"audience": "/ws/x"}]},
@@ -158,6 +160,8 @@ _BAD_CHARSET = b"\r\nContent-Type: text/plain; charset=no-such-charset\r\n\r\n"
         "blank-form",
         "multipart-no-boundary",
         "multipart-bad-charset",
+        "multipart-unclosed",
+        "multipart-bare-lf",
         "form-not-utf8",
         "as-a-file",
         "json-array",

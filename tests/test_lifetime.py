@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -524,20 +525,86 @@ async def test_asgi_a_refused_refresh_ends_the_handlers_messages(
     app: Sanic[Any, Any] = Sanic(app_name)
     wsauth = WSAuth(app, secret_keys=secret, max_connection_age=30, refresh=True)
     seen: list[Any] = []
+    done = asyncio.Event()
 
     @app.websocket("/sink")
     async def sink(request: Request, ws: Any) -> None:
         for _ in range(40):  # reads on past the first None
             seen.append(await ws.recv())
             await asyncio.sleep(0.05)
+        done.set()
 
     async with uvicorn_server(app) as host:
         port = int(host.rsplit(":", 1)[1])
         reader, writer = await _raw_client(port, wsauth.issue("alice"), "/sink")
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
-        assert head.startswith(b"HTTP/1.1 101")
-        writer.write(_masked_text(_refresh_frame("").encode()))  # refused: missing
-        received, after_close = await _ignore_close_and_chatter(reader, writer)
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
+            assert head.startswith(b"HTTP/1.1 101")
+            writer.write(_masked_text(_refresh_frame("").encode()))  # refused: missing
+
+            async def chatter() -> None:
+                for n in range(1000):
+                    writer.write(_masked_text(f"late-{n}".encode()))
+                    await asyncio.sleep(0.05)
+
+            sender = asyncio.create_task(chatter())
+            await asyncio.wait_for(done.wait(), LIVENESS)
+            sender.cancel()
+            received = await asyncio.wait_for(reader.read(4096), LIVENESS)
+        finally:
+            writer.transport.abort()  # not waiting out uvicorn's close timeout
     assert received[:1] == b"\x88" and received[2:4] == (4003).to_bytes(2, "big")
     assert seen and all(message is None for message in seen)
     assert wsauth.counters["missing"] == 1
+
+
+@pytest.mark.parametrize("how", ["cap", "refused-refresh"])
+async def test_a_client_that_stops_reading_is_cut_off(secret: str, app_name: str, how: str) -> None:
+    """The handler floods a client that reads nothing: its send holds the
+    socket's send lock for good, so the close frame itself cannot go out."""
+    app, wsauth, _ = _app(
+        app_name, secret, max_connection_age=1 if how == "cap" else 30, refresh=True
+    )
+    _close_timeout(app, 1)
+    lost = asyncio.Event()
+
+    @app.websocket("/flood")
+    async def flood(request: Request, ws: Any) -> None:
+        async def watch() -> None:
+            await ws.wait_for_connection_lost()
+            lost.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            while True:
+                await ws.send(b"x" * 65536)
+        finally:
+            await watcher
+
+    async with serve(app) as srv:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", srv.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /flood?token={wsauth.issue('alice')} HTTP/1.1\r\nHost: x\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
+            assert head.startswith(b"HTTP/1.1 101")
+            reader_transport = writer.transport
+            assert isinstance(reader_transport, asyncio.Transport)
+            reader_transport.pause_reading()  # reads nothing more
+            if how == "refused-refresh":
+                writer.write(_masked_text(_refresh_frame("").encode()))
+            await asyncio.wait_for(lost.wait(), LIVENESS)
+        finally:
+            writer.transport.abort()
+    reason = "connection_age" if how == "cap" else "missing"
+    assert wsauth.counters[reason] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -136,8 +137,21 @@ def _body_audiences(request: Request, param: str) -> list[Any]:
             raise ValueError("malformed multipart body") from None
         if param in files:
             raise ValueError("audience sent as a file")
-        return list(fields.getlist(param)) if param in fields else []
+        if param in fields:
+            return list(fields.getlist(param))
+        # Sanic's parser drops a part it cannot read (no closing boundary,
+        # bare LF line ends) rather than fail: a body that names the field
+        # and did not yield it is refused.
+        if _names_field(request.body, param):
+            raise ValueError("malformed multipart body")
+        return []
     raise ValueError("unreadable body")
+
+
+def _names_field(body: bytes, name: str) -> bool:
+    """Whether a multipart body has a ``name=`` parameter for ``name``, quoted or not."""
+    field = name.encode("utf-8", "surrogatepass")
+    return re.search(rb"name\s*=\s*\"?" + re.escape(field) + rb"(?![^\";\s])", body) is not None
 
 
 class TicketEndpoint:

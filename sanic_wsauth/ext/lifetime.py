@@ -177,10 +177,15 @@ class ConnectionLifetime:
         and a client that has not closed within the close timeout is cut off."""
         self._closing = True
         ws = self._ws
-        await ws.close(code, reason)
-        # Not awaited here: a refused refresh runs inside Sanic's frame
-        # reader, which must go on reading to see the client's close frame.
+        # Started first and not awaited here: ws.close() waits for the send
+        # lock, which a handler blocked sending to a client that does not
+        # read holds for good; and a refused refresh runs inside Sanic's
+        # frame reader, which must go on reading to see the client's close.
         self._cut_off = asyncio.create_task(self._cut_off_after_timeout(code, reason))
+        try:
+            await asyncio.wait_for(ws.close(code, reason), ws.close_timeout)
+        except asyncio.TimeoutError:
+            pass  # the cut-off ends the connection
 
     async def _cut_off_after_timeout(self, code: int, reason: str) -> None:
         ws = self._ws
@@ -203,7 +208,8 @@ class ConnectionLifetime:
             await wsauth._guard.claim(ticket)
         except WSAuthError as exc:
             await wsauth._observe_rejection(request, exc)
-            await self._close(REFRESH_CLOSE_CODE, exc.reason)
+            if not self._closing:  # else the cap closed it during the claim
+                await self._close(REFRESH_CLOSE_CODE, exc.reason)
             return False
         if self._closing or not self._is_open():
             # The cap fired, or the client left, during the claim (a Redis
@@ -285,6 +291,8 @@ class AsgiLifetime(ConnectionLifetime):
                 if self._closed:  # closed for its age or a refused refresh
                     return None
                 message = await original(*args, **kwargs)
+                if self._closed:  # closed while this recv() waited
+                    return None
                 if message is None:  # websocket.disconnect
                     self._closed = True
                     self._gone.set()
