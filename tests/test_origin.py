@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sanic import Request, Sanic
 
 from sanic_wsauth import ConfigurationError, WSAuth
@@ -219,3 +222,82 @@ def test_normalize_origin() -> None:
         assert normalize_origin(junk) is None
     with pytest.raises(ValueError, match="wildcard"):
         OriginPolicy(("https://*.a.example",), allow_missing=True)
+
+
+class _Transport:
+    """What ConnInfo reads of a connection (TLS or not); the request's only input here."""
+
+    def __init__(self, tls: bool) -> None:
+        self._extra = {
+            "peername": ("127.0.0.1", 50000),
+            "sockname": ("127.0.0.1", 8000),
+            "ssl_object": SimpleNamespace(context=SimpleNamespace()) if tls else None,
+        }
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+
+_PROXY_SETTINGS: list[dict[str, Any]] = [
+    {},
+    {"PROXIES_COUNT": 1},
+    {"REAL_IP_HEADER": "x-real-ip"},
+    {"FORWARDED_SECRET": "s3cret"},
+    {"SERVER_NAME": "https://chat.example.org"},
+]
+_HOSTS = st.one_of(
+    st.sampled_from(
+        ["127.0.0.1:8000", "LOCALHOST", "[::1]:8443", "example.com:80", "", "a b", "x:y", "[::1"]
+    ),
+    st.text(alphabet="abc.:[]0189 -_%@/\u00e9", max_size=20),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    host=st.one_of(st.none(), _HOSTS),
+    tls=st.booleans(),
+    upgrade=st.booleans(),
+    proxy=st.sampled_from(range(len(_PROXY_SETTINGS))),
+    forwarded=st.booleans(),
+)
+def test_own_origin_is_what_sanic_says(
+    host: str | None, tls: bool, upgrade: bool, proxy: int, forwarded: bool
+) -> None:
+    """The guard's own origin, read without Sanic's request.scheme/host when no
+    proxy is configured, is exactly what those properties give."""
+    from sanic.compat import Header
+    from sanic.models.server_types import ConnInfo
+
+    app = _ORIGIN_APPS[proxy]
+    pairs = [("upgrade", "websocket")] if upgrade else []
+    if host is not None:
+        pairs.append(("host", host))
+    if forwarded:
+        pairs += [
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=1.2.3.4;proto=https;host=evil.example;secret=s3cret"),
+        ]
+    transport = _Transport(tls)
+    request = Request(b"/ws", Header(pairs), "1.1", "GET", transport, app)  # type: ignore[arg-type]
+    request.conn_info = ConnInfo(transport)  # type: ignore[arg-type]
+    try:
+        expected = normalize_origin(f"{request.scheme}://{request.host}")
+    except Exception:  # noqa: BLE001 - what the slow path answers for a bad Host
+        expected = None
+    assert OriginPolicy((), allow_missing=True)._own_origin(request) == expected
+
+
+def _origin_apps() -> list[Sanic[Any, Any]]:
+    apps = []
+    for n, proxy in enumerate(_PROXY_SETTINGS):
+        app: Sanic[Any, Any] = Sanic(f"wsauth_origin_equivalence_{n}")
+        app.config.update(proxy)
+        apps.append(app)
+    return apps
+
+
+_ORIGIN_APPS = _origin_apps()
