@@ -233,6 +233,16 @@ async def _raw_client(
     return reader, writer
 
 
+async def _upgraded(
+    port: int, token: str, path: str = "/ws"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """:func:`_raw_client`, past the server's 101."""
+    reader, writer = await _raw_client(port, token, path)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
+    assert head.startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
 async def _until_eof(reader: asyncio.StreamReader) -> bytes:
     received = b""
 
@@ -477,9 +487,7 @@ async def test_a_refused_refresh_cuts_off_a_client_that_ignores_the_close(
     app, wsauth, seen = _app(app_name, secret, max_connection_age=30, refresh=True)
     _close_timeout(app, 1)
     async with serve(app) as srv:
-        reader, writer = await _raw_client(srv.port, wsauth.issue("alice"), "/sink")
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
-        assert head.startswith(b"HTTP/1.1 101")
+        reader, writer = await _upgraded(srv.port, wsauth.issue("alice"), "/sink")
         writer.write(_masked_text(_refresh_frame("").encode()))  # refused: missing
         received, after_close = await _ignore_close_and_chatter(reader, writer)
     assert received[:1] == b"\x88" and received[2:4] == (4003).to_bytes(2, "big")
@@ -493,9 +501,7 @@ async def test_the_cap_delivers_no_message_after_its_close(secret: str, app_name
     app, wsauth, seen = _app(app_name, secret, max_connection_age=1)
     _close_timeout(app, 1.5)
     async with serve(app) as srv:
-        reader, writer = await _raw_client(srv.port, wsauth.issue("alice"), "/sink")
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
-        assert head.startswith(b"HTTP/1.1 101")
+        reader, writer = await _upgraded(srv.port, wsauth.issue("alice"), "/sink")
         received, after_close = await _ignore_close_and_chatter(reader, writer)
     assert received[:1] == b"\x88" and received[2:4] == (4001).to_bytes(2, "big")
     assert after_close and seen  # messages before the cap reach the handler
@@ -509,9 +515,7 @@ async def test_the_cap_cuts_a_socket_the_handler_closed_but_the_client_kept(
     """The handler closes at once and holds on; the client never answers."""
     app, wsauth, _ = _app(app_name, secret, max_connection_age=1)
     async with serve(app) as srv:
-        reader, writer = await _raw_client(srv.port, wsauth.issue("alice"), "/closes")
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
-        assert head.startswith(b"HTTP/1.1 101")
+        reader, writer = await _upgraded(srv.port, wsauth.issue("alice"), "/closes")
         # Returns only once the server cuts the connection (else times out).
         received, _ = await _ignore_close_and_chatter(reader, writer)
     assert received[:1] == b"\x88" and received[2:4] == (1000).to_bytes(2, "big")
