@@ -301,3 +301,34 @@ def _origin_apps() -> list[Sanic[Any, Any]]:
 
 
 _ORIGIN_APPS = _origin_apps()
+
+
+def test_own_origin_defers_to_an_apps_own_request_class_and_config() -> None:
+    """An app's Request subclass (here pinning its host) and Config subclass
+    (a proxy secret as a class attribute) are asked, not bypassed."""
+    from sanic.compat import Header
+    from sanic.config import Config
+    from sanic.models.server_types import ConnInfo
+
+    class PinnedRequest(Request):
+        @property
+        def host(self) -> str:
+            return "chat.example.org"
+
+    class ProxyConfig(Config):
+        FORWARDED_SECRET = "s3cret"
+
+    pinned: Sanic[Any, Any] = Sanic("wsauth_origin_pinned", request_class=PinnedRequest)
+    proxied: Sanic[Any, Any] = Sanic("wsauth_origin_proxied", config=ProxyConfig())
+    forwarded = ("forwarded", "for=1.2.3.4;proto=https;host=chat.example.org;secret=s3cret")
+    policy = OriginPolicy((), allow_missing=True)
+    for app, cls, headers in (
+        (pinned, PinnedRequest, [("host", "evil.example")]),
+        (proxied, Request, [("host", "evil.example"), forwarded]),
+    ):
+        transport = _Transport(False)
+        request = cls(b"/ws", Header(headers), "1.1", "GET", transport, app)  # type: ignore[arg-type]
+        request.conn_info = ConnInfo(transport)  # type: ignore[arg-type]
+        expected = normalize_origin(f"{request.scheme}://{request.host}")
+        assert expected is not None and "evil" not in expected
+        assert policy._own_origin(request) == expected

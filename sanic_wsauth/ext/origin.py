@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, istr
 from sanic import Request
+from sanic.config import Config
 
 from ..exceptions import OriginForbidden
 
@@ -110,11 +111,14 @@ class OriginPolicy:
 
     def _own_origin(self, request: Request) -> str | None:
         config = request.app.config
-        if not (
-            _config_get(config, "FORWARDED_SECRET")
-            or _config_get(config, "REAL_IP_HEADER")
-            or _config_get(config, "PROXIES_COUNT")
-            or _config_get(config, "SERVER_NAME")
+        if (
+            request.__class__ is Request  # an app's own class may redefine scheme/host
+            and config.__class__ is Config  # a subclass may declare settings as attributes
+            and not hasattr(request, "_scheme")  # set by HTTP/3 from the client's :scheme
+            and _config_get(config, "SERVER_NAME", "") == ""
+            and not _config_get(config, "FORWARDED_SECRET")
+            and not _config_get(config, "REAL_IP_HEADER")
+            and not _config_get(config, "PROXIES_COUNT")
         ):
             # No proxy settings: Sanic's request.scheme and request.host then
             # read only TLS and the Host header (ws/wss normalize to
