@@ -20,7 +20,6 @@ import json
 import math
 import os
 import secrets
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -170,14 +169,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _check_listen(host: str, port: int) -> None:
     """Fail with one line, before Sanic starts, where the demo cannot listen."""
+    from sanic.server.socket import bind_socket  # how Sanic itself binds
+
     try:
-        family, kind, _, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        with socket.socket(family, kind) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Sanic binds
-            sock.bind(address)
-            sock.listen()
+        bind_socket(host, port).close()
     except OSError as exc:  # an unknown host (gaierror), a port taken, ...
         reason = exc.strerror or str(exc)
         raise _Failed(f"error: cannot listen on {host}:{port}: {reason}") from None

@@ -245,14 +245,12 @@ def test_audience_is_requested_and_bound(demo: DemoPage) -> None:
     assert len(set(demo.tokens())) == 3
 
 
-def test_audience_param_matches_a_renamed_server_field(browser: Browser, tmp_path: Path) -> None:
+def test_audience_param_matches_a_renamed_server_field(
+    browser: Browser, tmp_path: Path, demo_env: dict[str, str]
+) -> None:
     from sanic_wsauth.tokens import decode_unverified
 
-    env = {
-        "WSAUTH_DEMO_API_KEY": API_KEY,
-        "WSAUTH_SECRET": new_secret(),
-        "SANIC_WSAUTH_AUDIENCE_PARAM": "aud",
-    }
+    env = {**demo_env, "SANIC_WSAUTH_AUDIENCE_PARAM": "aud"}
     with demo_process(tmp_path, env) as port:
         demo = DemoPage.open(browser, f"http://127.0.0.1:{port}")
         try:
@@ -479,13 +477,9 @@ def test_ticket_never_appears_in_page_url_history_or_storage(demo: DemoPage) -> 
 
 @pytest.mark.slow
 def test_connection_age_close_reconnects_at_once_with_a_new_ticket(
-    browser: Browser, tmp_path: Path
+    browser: Browser, tmp_path: Path, demo_env: dict[str, str]
 ) -> None:
-    env = {
-        "WSAUTH_DEMO_API_KEY": API_KEY,
-        "WSAUTH_SECRET": new_secret(),
-        "SANIC_WSAUTH_MAX_CONNECTION_AGE": "2",
-    }
+    env = {**demo_env, "SANIC_WSAUTH_MAX_CONNECTION_AGE": "2"}
     with demo_process(tmp_path, env) as port:
         demo = DemoPage.open(browser, f"http://127.0.0.1:{port}")
         try:

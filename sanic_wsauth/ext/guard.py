@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from multidict import CIMultiDict, istr
+from multidict import istr
 from sanic import HTTPResponse, Request
 from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_connection, parse_subprotocol, parse_upgrade
@@ -30,6 +30,8 @@ from ..exceptions import (
 )
 from ..tokens import Ticket, comparable_bytes
 from . import asgi
+from .headers import header_get as _get
+from .headers import header_getall as _getall
 from .policy import RoutePolicy, policy_for
 from .responses import error_response
 from .signals import TICKET_ACCEPTED, notify
@@ -78,12 +80,6 @@ def _tokens(headers: Any, name: str) -> list[str]:
     return [
         token.strip().lower() for value in headers.getall(name, ()) for token in value.split(",")
     ]
-
-
-# The C methods, called directly: Sanic's Header defines ``__getattr__``, which
-# makes every attribute lookup on it (``headers.getall``) take a slower path.
-_getall = CIMultiDict.getall
-_get = CIMultiDict.get
 
 
 def _valid_handshake(headers: Any) -> bool:

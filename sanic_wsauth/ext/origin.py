@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from multidict import CIMultiDict, istr
+from multidict import istr
 from sanic import Request
 from sanic.config import Config
 
 from ..exceptions import OriginForbidden
+from .headers import header_get as _get
+from .headers import header_getall as _getall
 
 __all__ = ["OriginPolicy", "normalize_origin"]
 
@@ -18,9 +20,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 MEMO_SIZE = 512
 _ORIGIN = istr("origin")
 _HOST = istr("host")
-# C methods, past the Python-level ``__getattr__`` of Sanic's Header and Config.
-_get = CIMultiDict.get
-_getall = CIMultiDict.getall
+#: dict's C method, past the Python-level ``__getattr__`` of Sanic's Config.
 _config_get = dict.get
 _HTTP_SCHEME = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
