@@ -267,6 +267,56 @@ def test_audience_param_matches_a_renamed_server_field(
             demo.close()
 
 
+FORM_POSTS = """
+async ([apiKey]) => {
+  const post = async (body) => {
+    const response = await fetch("/authenticate/token", {
+      method: "POST", headers: { Authorization: `Bearer ${apiKey}` }, body,
+    });
+    return [response.status, (await response.json()).token ?? null];
+  };
+  const form = new FormData();
+  // A value and a file name that spell the audience's header are content.
+  form.append("note", 'name="audience"\\r\\n\\r\\n/elsewhere');
+  form.append("upload", new Blob(["\\u00ff"]), 'x"; name="audience".bin');
+  form.append("audience", "/ws");
+  const noAudience = new FormData();
+  noAudience.append("note", 'name="audience"');
+  const asFile = new FormData();
+  asFile.append("audience", new Blob(["/ws"]), "a.txt");
+  return {
+    form: await post(form),
+    noAudience: await post(noAudience),
+    asFile: await post(asFile),
+    urlencoded: await post(new URLSearchParams({ audience: "/ws/sub" })),
+  };
+}
+"""
+
+
+def test_form_bodies_from_the_browser_bind_their_audience(demo: DemoPage) -> None:
+    # Chromium's own FormData and URLSearchParams encoders, read by the endpoint.
+    from sanic_wsauth.tokens import decode_unverified
+
+    results = demo.page.evaluate(FORM_POSTS, [API_KEY])
+    audiences = {
+        case: (status, token and decode_unverified(token)[0].get("aud"))
+        for case, (status, token) in results.items()
+    }
+    assert audiences == {
+        "form": (200, "/ws"),
+        "noAudience": (200, None),
+        "asFile": (400, None),
+        "urlencoded": (200, "/ws/sub"),
+    }
+    assert [r.headers["content-type"].split(";")[0] for r in demo.token_requests] == [
+        "multipart/form-data",
+        "multipart/form-data",
+        "multipart/form-data",
+        "application/x-www-form-urlencoded",
+    ]
+
+
 def test_close_in_on_state_change_open_skips_on_open(demo: DemoPage) -> None:
     log, state = demo.page.evaluate(
         """async (key) => {

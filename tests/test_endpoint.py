@@ -77,6 +77,8 @@ def test_identity_result(app_name: str, secret: str) -> None:
         ({"data": {"audience": "/ws/chat"}}, "/ws/chat"),
         # multipart/form-data: a field, beside a file the endpoint ignores.
         ({"data": {"audience": "/ws/chat"}, "files": {"f": ("f.txt", b"x")}}, "/ws/chat"),
+        # A field whose value spells the audience's header is not the audience.
+        ({"data": {"note": 'name="audience"'}, "files": {"f": ("f.txt", b"x")}}, None),
         # Other JSON fields are the app's (its authenticate may read them).
         ({"json": {"device": "phone"}}, None),
         ({}, None),
@@ -141,6 +143,15 @@ _BAD_CHARSET = b"\r\nContent-Type: text/plain; charset=no-such-charset\r\n\r\n"
         {"content": _MULTIPART.replace(b"\r\n\r\n", _BAD_CHARSET), "headers": _BOUNDARY},
         {"content": _MULTIPART.removesuffix(b"--xyz--\r\n"), "headers": _BOUNDARY},
         {"content": _MULTIPART.replace(b"\r\n", b"\n"), "headers": _BOUNDARY},
+        # Malformed in ways a search for the field's header missed.
+        {
+            "content": _MULTIPART.replace(b"name=", b"NAME=").removesuffix(b"\r\n--xyz--\r\n"),
+            "headers": _BOUNDARY,
+        },
+        {
+            "content": _MULTIPART.replace(b'name="audience"', b"name*=utf-8''audience"),
+            "headers": _BOUNDARY,
+        },
         {"content": b"audience=%2Fws\xff", "headers": {"content-type": _FORM}},
         {"files": {"audience": ("a.txt", b"/ws/x")}},
         {"json": [{"audience": "/ws/x"}]},
@@ -162,6 +173,8 @@ _BAD_CHARSET = b"\r\nContent-Type: text/plain; charset=no-such-charset\r\n\r\n"
         "multipart-bad-charset",
         "multipart-unclosed",
         "multipart-bare-lf",
+        "multipart-upper-case-unclosed",
+        "multipart-name-star",
         "form-not-utf8",
         "as-a-file",
         "json-array",

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from sanic import HTTPResponse, Request
 from sanic.exceptions import SanicException
 from sanic.headers import parse_content_header
-from sanic.request.form import parse_multipart_form
 from sanic.response import json as json_response
 
 from ..tokens import MAX_AUDIENCE_CHARS, MAX_SUBJECT_CHARS, normalize_ip
+from .body import body_values
 from .responses import error_response
 
 if TYPE_CHECKING:
@@ -96,7 +93,8 @@ def _requested_audience(request: Request, param: str) -> str | None:
     query = request.get_args(keep_blank_values=True)
     values: list[Any] = query.getlist(param) if param in query else []
     if request.body:
-        values += _body_audiences(request, param)
+        media_type, options = parse_content_header(request.headers.get("content-type", ""))
+        values += body_values(media_type, options, request.body, param)
     if not values:
         return None
     if len(values) > 1 or not isinstance(values[0], str):
@@ -107,51 +105,6 @@ def _requested_audience(request: Request, param: str) -> str | None:
     # UnicodeEncodeError is a ValueError, so the answer is 400.
     values[0].encode("utf-8")
     return values[0]
-
-
-def _body_audiences(request: Request, param: str) -> list[Any]:
-    """Every ``param`` value in the body (read here, not by Sanic's
-    ``request.form``, which logs a traceback for a body it cannot parse and
-    drops blank values)."""
-    media_type, options = parse_content_header(request.headers.get("content-type", ""))
-    if media_type == "application/json" or media_type.endswith("+json"):
-        try:
-            body = json.loads(request.body)
-        except (ValueError, RecursionError):  # deep nesting: RecursionError
-            raise ValueError("invalid JSON body") from None
-        if body.__class__ is not dict:
-            raise ValueError("JSON body is not an object")
-        return [body[param]] if param in body else []
-    if media_type == "application/x-www-form-urlencoded":
-        # UnicodeDecodeError is a ValueError too.
-        return parse_qs(request.body.decode("utf-8"), keep_blank_values=True).get(param, [])
-    if media_type == "multipart/form-data":
-        boundary = options.get("boundary")
-        if not isinstance(boundary, str) or not boundary:
-            raise ValueError("multipart body without a boundary")
-        try:
-            fields, files = parse_multipart_form(  # type: ignore[no-untyped-call]
-                request.body, boundary.encode("utf-8")
-            )
-        except Exception:  # noqa: BLE001 - any parse failure is the client's
-            raise ValueError("malformed multipart body") from None
-        if param in files:
-            raise ValueError("audience sent as a file")
-        if param in fields:
-            return list(fields.getlist(param))
-        # Sanic's parser drops a part it cannot read (no closing boundary,
-        # bare LF line ends) rather than fail: a body that names the field
-        # and did not yield it is refused.
-        if _names_field(request.body, param):
-            raise ValueError("malformed multipart body")
-        return []
-    raise ValueError("unreadable body")
-
-
-def _names_field(body: bytes, name: str) -> bool:
-    """Whether a multipart body has a ``name=`` parameter for ``name``, quoted or not."""
-    field = name.encode("utf-8", "surrogatepass")
-    return re.search(rb"name\s*=\s*\"?" + re.escape(field) + rb"(?![^\";\s])", body) is not None
 
 
 class TicketEndpoint:
