@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Any
 
 from sanic import Sanic
@@ -121,11 +122,12 @@ async def handshake(
     subprotocols: list[str] | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float = 5.0,
+    ssl: SSLContext | None = None,
 ) -> Handshake:
     """Open a websocket; return 101 (with one echo round-trip) or the refusal."""
     try:
         return await asyncio.wait_for(
-            _handshake(url, send, origin, subprotocols, headers, timeout), timeout
+            _handshake(url, send, origin, subprotocols, headers, timeout, ssl), timeout
         )
     except InvalidStatus as exc:
         response = exc.response
@@ -143,6 +145,7 @@ async def _handshake(
     subprotocols: list[str] | None,
     headers: Mapping[str, str] | None,
     timeout: float,
+    ssl: SSLContext | None,
 ) -> Handshake:
     async with connect(
         url,
@@ -150,6 +153,7 @@ async def _handshake(
         subprotocols=subprotocols,  # type: ignore[arg-type]
         additional_headers=headers,
         open_timeout=timeout,
+        ssl=ssl,
     ) as ws:
         reply = None
         if send is not None:

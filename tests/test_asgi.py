@@ -7,7 +7,10 @@ import contextlib
 import json
 import logging
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,12 +42,14 @@ def _app(name: str, secret: str, **options: Any) -> tuple[Sanic[Any, Any], WSAut
 
 @contextlib.asynccontextmanager
 async def uvicorn_server(
-    app: Sanic[Any, Any], *, log_level: str = "critical"
+    app: Sanic[Any, Any], *, log_level: str = "critical", **options: Any
 ) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, ws="websockets-sansio", log_level=log_level, lifespan="on")
+    config = uvicorn.Config(
+        app, ws="websockets-sansio", log_level=log_level, lifespan="on", **options
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -77,6 +82,75 @@ async def test_refusals_are_clear_4xx(secret: str, app_name: str) -> None:
             expected = reason or "origin_forbidden"
             assert json.loads(refused.body) == {"error": expected}
     assert wsauth.counters == {"accepted": 1, "malformed": 1, "missing": 1, "origin_forbidden": 1}
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made by the openssl command."""
+    where = tmp_path_factory.mktemp("tls")
+    key, cert = where / "key.pem", where / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        + [
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+async def test_same_origin_https_page_opens_a_socket_over_tls(
+    secret: str, app_name: str, certificate: tuple[Path, Path]
+) -> None:
+    """Sanic's ASGI connection info never reports TLS: the own origin is read
+    from the ASGI scope's scheme, or an https page of the same site is refused."""
+    key, cert = certificate
+    app, wsauth = _app(app_name, secret)
+    context = ssl.create_default_context(cafile=str(cert))
+    async with uvicorn_server(app, ssl_keyfile=str(key), ssl_certfile=str(cert)) as host:
+        url = f"wss://{host}/ws?token="
+        ok = await handshake(url + wsauth.issue("alice"), origin=f"https://{host}", ssl=context)
+        assert ok.status == 101 and ok.reply == "alice: ping"
+        for origin in (f"http://{host}", "https://evil.example"):
+            refused = await handshake(url + wsauth.issue("a"), origin=origin, ssl=context)
+            assert refused.status == 403, origin
+    assert wsauth.counters == {"accepted": 1, "origin_forbidden": 2}
+
+
+@pytest.mark.parametrize(
+    "sanic_proxy_settings", [False, True], ids=["no-settings", "proxies-count"]
+)
+async def test_same_origin_behind_a_tls_proxy_trusted_by_uvicorn(
+    secret: str, app_name: str, sanic_proxy_settings: bool
+) -> None:
+    """uvicorn with --proxy-headers turns X-Forwarded-Proto into the scope's
+    scheme: an https page behind the proxy is same-origin, with or without
+    Sanic's own proxy settings (which read no proto here: PROXIES_COUNT alone)."""
+    app, wsauth = _app(app_name, secret)
+    if sanic_proxy_settings:
+        app.config.PROXIES_COUNT = 1
+        app.config.REAL_IP_HEADER = "x-real-ip"
+    proxy: dict[str, Any] = {"proxy_headers": True, "forwarded_allow_ips": "127.0.0.1"}
+    async with uvicorn_server(app, **proxy) as host:
+        url = f"ws://{host}/ws?token="
+        for proto, origin, status in (
+            ("https", f"https://{host}", 101),
+            ("http", f"http://{host}", 101),
+            ("https", f"http://{host}", 403),
+            ("http", f"https://{host}", 403),
+        ):
+            result = await handshake(
+                url + wsauth.issue("alice"), origin=origin, headers={"X-Forwarded-Proto": proto}
+            )
+            assert result.status == status, (proto, origin)
 
 
 async def test_uvicorns_own_log_lines_hold_no_ticket(secret: str, app_name: str) -> None:

@@ -29,7 +29,7 @@ names = st.text(
     min_size=1,
     max_size=20,
 )
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+texts = st.text(st.characters(codec="utf-8"), max_size=40)
 filenames = st.text(
     st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters='"\\/'),
     min_size=1,

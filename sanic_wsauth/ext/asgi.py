@@ -9,6 +9,9 @@ Two gaps in Sanic's ASGI layer matter to an authenticating guard:
   and otherwise into ``websocket.close``, which the server turns into a 403.
 - Sanic's ASGI ``WebSocketConnection.close()`` does nothing; :func:`close`
   sends ``websocket.close`` with the code and reason itself.
+- Sanic's ASGI connection info never reports TLS (``request.conn_info.ssl``
+  is False), so ``request.scheme`` says ``ws``/``http`` behind a TLS-serving
+  ASGI server; :func:`scope_is_secure` reads what the server itself reports.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from sanic import Request
 
-__all__ = ["close", "route_refusal", "websocket_scope"]
+__all__ = ["close", "route_refusal", "scope_is_secure", "websocket_scope"]
 
 _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _EXTENSION = "websocket.http.response"
@@ -32,6 +35,17 @@ def websocket_scope(request: Request) -> MutableMapping[str, Any] | None:
     if isinstance(scope, MutableMapping) and scope.get("type") == "websocket":
         return scope
     return None
+
+
+def scope_is_secure(request: Request) -> bool:
+    """Whether the ASGI server reports ``request`` as made over TLS.
+
+    The scope's ``scheme`` (``wss``/``https``): TLS on the connection, or the
+    proxy headers the server was told to trust (uvicorn's ``--proxy-headers``).
+    False for Sanic's own server (no scope).
+    """
+    scope = getattr(request.transport, "scope", None)
+    return isinstance(scope, MutableMapping) and scope.get("scheme") in ("wss", "https")
 
 
 def route_refusal(request: Request) -> None:

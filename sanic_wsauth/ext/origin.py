@@ -9,6 +9,7 @@ from sanic import Request
 from sanic.config import Config
 
 from ..exceptions import OriginForbidden
+from .asgi import scope_is_secure
 from .headers import header_get as _get
 from .headers import header_getall as _getall
 
@@ -125,9 +126,23 @@ class OriginPolicy:
             # http/https), and cost some 35,000 instructions a request (a
             # test holds the two to the same answers).
             conn_info = request.conn_info
-            scheme = "https" if conn_info is not None and conn_info.ssl else "http"
+            secure = conn_info is not None and conn_info.ssl
+            if not secure and request.app.asgi:
+                secure = scope_is_secure(request)
+            scheme = "https" if secure else "http"
             return self._normalize(f"{scheme}://{_get(request.headers, _HOST, '')}")
         try:
-            return self._normalize(f"{request.scheme}://{request.host}")
+            scheme = request.scheme
+            if (
+                scheme in ("ws", "http")
+                and request.app.asgi
+                and "://" not in str(_config_get(config, "SERVER_NAME", ""))
+                and "proto" not in request.forwarded
+                and scope_is_secure(request)
+            ):
+                # Sanic fell back to its ASGI connection info, which never
+                # reports TLS: take the ASGI server's word instead.
+                scheme = "https"
+            return self._normalize(f"{scheme}://{request.host}")
         except Exception:  # noqa: BLE001 - a bad Host header just never matches
             return None
