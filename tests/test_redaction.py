@@ -152,6 +152,30 @@ def test_filter_rewrites_message_args_extras_and_tracebacks(ticket: str) -> None
     assert "ValueError" in rendered and REDACTED in rendered
 
 
+def test_uvicorns_access_formatter_still_reads_the_redacted_arguments(ticket: str) -> None:
+    """uvicorn's AccessFormatter unpacks record.args (five of them): the
+    filter redacts the arguments in place rather than drop them."""
+    from uvicorn.logging import AccessFormatter
+
+    args = ("127.0.0.1:5000", "GET", f"/health?token={ticket}", "1.1", 200)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None
+    )
+    assert TicketRedactor().filter(record) is True
+    assert isinstance(record.args, tuple) and len(record.args) == 5
+    rendered = AccessFormatter("%(request_line)s %(status_code)s", use_colors=False).format(record)
+    assert rendered == f"GET /health?token={REDACTED} HTTP/1.1 200 OK"
+
+
+def test_a_ticket_split_across_arguments_replaces_the_whole_message() -> None:
+    # Neither argument alone is a ticket or a token= pair; the message is.
+    record = logging.LogRecord(
+        "sanic.error", logging.INFO, __file__, 1, "GET /ws?%s=%s", ("token", "abc123"), None
+    )
+    assert TicketRedactor().filter(record) is True
+    assert record.args is None and record.getMessage() == f"GET /ws?token={REDACTED}"
+
+
 def test_a_formatter_that_formats_exc_info_itself_sees_no_ticket(ticket: str) -> None:
     # Sanic's JSONFormatter calls formatException(record.exc_info) again,
     # rather than reusing the exc_text the filter redacted.

@@ -170,13 +170,35 @@ class TicketRedactor(logging.Filter):
             text = self._entry.sub(REDACTED, text)
         return self._shapes(text)
 
+    def _redact_args(self, record: logging.LogRecord) -> bool:
+        """Redact a record's string arguments, keeping ``msg`` and the tuple's shape.
+
+        Formatters that read the arguments themselves (uvicorn's access log
+        unpacks five of them) keep working. Returns False, changing nothing,
+        when the message built from the redacted arguments would still hold a
+        ticket (one split across arguments, or inside an object's ``str``):
+        the caller then replaces the whole message.
+        """
+        args = record.args
+        if not isinstance(args, tuple) or not args:
+            return False
+        redacted = tuple(self.redact(arg) if isinstance(arg, str) else arg for arg in args)
+        try:
+            message = str(record.msg) % redacted
+        except Exception:  # noqa: BLE001 - getMessage() worked with the originals
+            return False
+        if self.redact(message) != message:
+            return False
+        record.args = redacted
+        return True
+
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken record is not ours to fix
             return True
         redacted = self.redact(message)
-        if redacted != message:
+        if redacted != message and not self._redact_args(record):
             record.msg = redacted
             record.args = None
         for key, value in record.__dict__.items():
