@@ -9,6 +9,8 @@ import logging
 import socket
 import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -151,6 +153,51 @@ async def test_same_origin_behind_a_tls_proxy_trusted_by_uvicorn(
                 url + wsauth.issue("alice"), origin=origin, headers={"X-Forwarded-Proto": proto}
             )
             assert result.status == status, (proto, origin)
+
+
+async def test_a_plain_request_to_a_socket_route_does_not_spend_the_ticket(
+    secret: str, app_name: str
+) -> None:
+    """Under ASGI a plain GET arrives as an http scope, which cannot upgrade:
+    400 bad_handshake before the claim, as on Sanic's own server. uvicorn's
+    access log line for it, ticket redacted, is written (its formatter reads
+    the record's arguments, which the redaction keeps)."""
+    from uvicorn.logging import AccessFormatter
+
+    app, wsauth = _app(app_name, secret)
+    lines: list[str] = []
+    errors: list[BaseException] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                lines.append(self.format(record))
+            except Exception as exc:  # noqa: BLE001 - the test reports it
+                errors.append(exc)
+
+    keep = Keep()
+    keep.setFormatter(AccessFormatter("%(request_line)s %(status_code)s", use_colors=False))
+    access = logging.getLogger("uvicorn.access")
+    async with uvicorn_server(app, log_level="info") as host:
+        access.addHandler(keep)
+        try:
+            ticket = wsauth.issue("alice")
+            status, body = await asyncio.to_thread(_plain_get, f"http://{host}/ws?token={ticket}")
+            assert (status, json.loads(body)) == (400, {"error": "bad_handshake"})
+            ok = await handshake(f"ws://{host}/ws?token={ticket}")
+            assert ok.status == 101 and ok.reply == "alice: ping"
+        finally:
+            access.removeHandler(keep)
+    assert errors == []
+    assert "GET /ws?token=[redacted] HTTP/1.1 400 Bad Request" in lines, lines
+
+
+def _plain_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=LIVENESS) as response:  # noqa: S310 - http://127.0.0.1
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
 
 
 async def test_uvicorns_own_log_lines_hold_no_ticket(secret: str, app_name: str) -> None:

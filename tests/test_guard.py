@@ -16,6 +16,7 @@ from sanic.response import text
 from sanic_wsauth import MemoryReplayStore, ReplayStore, TicketIssuer, WSAuth
 from sanic_wsauth.exceptions import StoreUnavailable
 
+from ._raw import raw_upgrade
 from ._support import Handshake, Served, handshake, new_secret, serve
 
 NOW_OFFSETS = {"expired": -40, "future": +60}
@@ -497,6 +498,25 @@ async def test_a_handshake_websockets_would_refuse_does_not_spend_the_ticket(
     # The ticket was not spent: it still opens a socket.
     result = await handshake(f"{served.ws}/ws?token={token}")
     assert result.status == 101 and result.reply == "frank: ping"
+
+
+@pytest.mark.parametrize("check_origin", [False, True], ids=["origin-check-off", "on"])
+async def test_two_origin_headers_never_spend_the_ticket(
+    app_name: str, secret: str, check_origin: bool
+) -> None:
+    """websockets refuses several Origin headers whatever the app's settings:
+    with the origin check off, the pre-check refuses them before the claim."""
+    app = build_app(app_name, secret, check_origin=check_origin)
+    async with serve(app) as srv:
+        token = wsauth(srv).issue("frank")
+        origin = f"http://127.0.0.1:{srv.port}"
+        twice = await raw_upgrade(
+            srv.port, f"/ws?token={token}", [("Origin", origin), ("Origin", origin)]
+        )
+        expected = (403, "origin_forbidden") if check_origin else (400, "bad_handshake")
+        assert (twice.status, twice.json()["error"]) == expected
+        result = await handshake(f"{srv.ws}/ws?token={token}", origin=origin)
+        assert result.status == 101 and result.reply == "frank: ping"
 
 
 @pytest.mark.parametrize("error", [StoreUnavailable, RuntimeError])

@@ -134,6 +134,20 @@ async def test_entries_across_header_lines(server: Any) -> None:
     assert doubled.status == 401 and doubled.json() == {"error": "malformed"}
 
 
+async def test_a_query_ticket_with_offers_across_header_lines(server: Any) -> None:
+    """Sanic hands websockets only the first line's value (once per line): the
+    guard joins the lines, so an offer on a later line is negotiated, and the
+    ticket is not spent on a handshake websockets would then refuse."""
+    srv, wsauth = server
+    token = wsauth.issue("a")
+    offered = [("Sec-WebSocket-Protocol", "other"), ("Sec-WebSocket-Protocol", "chat.v1")]
+    split = await raw_upgrade(srv.port, f"/chat?token={token}", offered)
+    assert split.status == 101 and split.header("sec-websocket-protocol") == ["chat.v1"]
+    unknown = [("Sec-WebSocket-Protocol", "other"), ("Sec-WebSocket-Protocol", "x.v9")]
+    refused = await raw_upgrade(srv.port, f"/chat?token={wsauth.issue('a')}", unknown)
+    assert refused.status == 400 and refused.json() == {"error": "subprotocol_required"}
+
+
 @pytest.mark.parametrize(
     ("entry", "reason"),
     [

@@ -67,6 +67,7 @@ _CONNECTION = istr("connection")
 #: 16 bytes in base64: 22 characters of the alphabet, then "==".
 _KEY_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
 _PROTOCOL = istr(PROTOCOL_HEADER)
+_ORIGIN = istr("origin")
 _THIRTEEN = ["13"]
 
 
@@ -87,8 +88,9 @@ def _valid_handshake(headers: Any) -> bool:
 
     One ``Sec-WebSocket-Key`` of 16 bytes in base64, one
     ``Sec-WebSocket-Version: 13``, ``Upgrade`` naming ``websocket`` alone,
-    ``upgrade`` among the ``Connection`` options, and every ``Upgrade``,
-    ``Connection`` and ``Sec-WebSocket-Protocol`` value well formed. A request
+    ``upgrade`` among the ``Connection`` options, at most one ``Origin``, and
+    every ``Upgrade``, ``Connection`` and ``Sec-WebSocket-Protocol`` value well
+    formed. A request
     that fails these would pass the guard, spend its ticket, and then be
     refused by websockets (400 or 426). The lists are read with websockets'
     own parsers, so both agree; the spellings clients send skip them.
@@ -113,6 +115,8 @@ def _valid_handshake(headers: Any) -> bool:
         options = _parsed(connection, parse_connection)
         if options is None or not any(option.lower() == "upgrade" for option in options):
             return False
+    if _ORIGIN in headers and len(_getall(headers, _ORIGIN)) > 1:
+        return False  # websockets refuses several, even with the origin check off
     return _PROTOCOL not in headers or all(
         _parsed(value, parse_subprotocol) is not None for value in _getall(headers, _PROTOCOL)
     )
@@ -127,12 +131,19 @@ def _parsed(value: str, parse: Callable[[str], Sequence[str]]) -> Sequence[str] 
 
 
 def _offered(request: Request) -> set[str]:
-    """The subprotocols the client offers (the ticket entry already removed)."""
-    return {
-        item.strip()
-        for value in request.headers.getall(PROTOCOL_HEADER, [])
-        for item in value.split(",")
-    }
+    """The subprotocols the client offers (the ticket entry already removed).
+
+    Several ``Sec-WebSocket-Protocol`` lines are joined into one first, as
+    HTTP allows: Sanic hands websockets each header's first line once per
+    line, so an offer on a later line would go unseen and websockets would
+    refuse the handshake after the ticket was spent.
+    """
+    headers = request.headers
+    values: list[str] = _getall(headers, _PROTOCOL, [])
+    if len(values) > 1:
+        del headers[_PROTOCOL]
+        headers[_PROTOCOL] = ", ".join(values)
+    return {item.strip() for value in values for item in value.split(",")}
 
 
 class HandshakeGuard:
@@ -219,8 +230,12 @@ class HandshakeGuard:
         config = wsauth._config or wsauth.config  # the property raises if unconfigured
         if wsauth.origin_policy is not None:
             wsauth.origin_policy.check(request)
-        if not request.app.state.asgi and not _valid_handshake(request.headers):
-            # The ASGI server made (and checked) the handshake already.
+        if request.app.state.asgi:
+            # The ASGI server made (and checked) the handshake already, for a
+            # websocket scope; a plain HTTP request cannot upgrade.
+            if asgi.websocket_scope(request) is None:
+                raise BadHandshake()
+        elif not _valid_handshake(request.headers):
             raise BadHandshake()
         token = extract_ticket(
             request, query_param=config.query_param, prefix=config.subprotocol_prefix
