@@ -389,6 +389,21 @@ async def test_the_default_audience_is_the_decoded_path(app_name: str, secret: s
         slash = ext.issue("eve", audience="/ws/room/a/b")
         refused = await handshake(f"{srv.ws}/ws/room/a%2Fb?token={slash}")
         assert_refused(refused, 403, "audience_mismatch")
+        # Two rooms the handler tells apart ("a/b" and "a%2Fb") never share an
+        # audience: a decoded "%" is written %25.
+        room = ext.issue("eve", audience="/ws/room/a%2Fb")
+        opened = await handshake(f"{srv.ws}/ws/room/a%2Fb?token={room}")
+        assert opened.status == 101 and opened.reply == "room a/b"
+        refused = await handshake(
+            f"{srv.ws}/ws/room/a%252Fb?token={ext.issue('eve', audience='/ws/room/a%2Fb')}"
+        )
+        assert_refused(refused, 403, "audience_mismatch")
+        other = ext.issue("eve", audience="/ws/room/a%252Fb")
+        opened = await handshake(f"{srv.ws}/ws/room/a%252Fb?token={other}")
+        assert opened.status == 101 and opened.reply == "room a%2Fb"
+        percent = ext.issue("eve", audience="/ws/room/100%25")
+        opened = await handshake(f"{srv.ws}/ws/room/100%25?token={percent}")
+        assert opened.status == 101 and opened.reply == "room 100%"
 
 
 async def test_only_the_decorator_makes_a_route_public(app_name: str, secret: str) -> None:

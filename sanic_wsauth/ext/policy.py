@@ -64,14 +64,19 @@ class RoutePolicy:
 
 
 def _decoded_path(path: str) -> str:
-    """``path`` with its percent-escapes decoded, all but ``%2F``.
+    """``path`` with its percent-escapes decoded, all but ``%2F`` and ``%25``.
 
     The handler sees ``/ws/room/%61dmin`` as room ``admin``; its audience must
     be ``/ws/room/admin`` too, or an ``authorize()`` that refuses that string
     could be sidestepped by spelling it differently. ``%2F`` stays encoded
-    (upper case): decoded, it would make one path segment look like two.
+    (upper case): decoded, it would make one path segment look like two. And
+    a decoded ``%`` is written ``%25``, so that two paths the handler tells
+    apart never share an audience: ``a%2Fb`` (room ``a/b``) stays ``a%2Fb``,
+    ``a%252Fb`` (room ``a%2Fb``) becomes ``a%252Fb``, not ``a%2Fb``.
     """
-    return "%2F".join(unquote(part, errors="surrogateescape") for part in _SLASH.split(path))
+    return "%2F".join(
+        unquote(part, errors="surrogateescape").replace("%", "%25") for part in _SLASH.split(path)
+    )
 
 
 def _original_handler(route: Route) -> Any:
