@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import uvicorn
 from sanic import Request, Sanic
+from sanic.response import text
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -190,6 +191,31 @@ async def test_a_plain_request_to_a_socket_route_does_not_spend_the_ticket(
             access.removeHandler(keep)
     assert errors == []
     assert "GET /ws?token=[redacted] HTTP/1.1 400 Bad Request" in lines, lines
+
+
+async def test_a_socket_to_a_plain_route_is_claimed_once(secret: str, app_name: str) -> None:
+    """A websocket to a plain route spends its ticket (the guard cannot know
+    that the route will not upgrade); behind ASGI, Sanic then fails to send the
+    route's HTTP response on the websocket scope and runs request middleware
+    again from its error handler: the guard does not claim a second time (a
+    false replay in the counters and the rejected signal)."""
+    app, wsauth = _app(app_name, secret)
+    rejected: list[str] = []
+
+    @app.get("/health")
+    async def health(request: Request) -> Any:
+        return text("ok")
+
+    @app.signal("wsauth.ticket.rejected")
+    async def on_rejected(request: Request, reason: str) -> None:
+        rejected.append(reason)
+
+    async with uvicorn_server(app) as host:
+        result = await handshake(f"ws://{host}/health?token={wsauth.issue('alice')}")
+        assert result.status != 101
+        await asyncio.sleep(0.2)  # signal handlers run in the background
+    assert wsauth.counters == {"accepted": 1}
+    assert rejected == []
 
 
 def _plain_get(url: str) -> tuple[int, bytes]:

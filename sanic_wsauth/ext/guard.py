@@ -166,8 +166,15 @@ class HandshakeGuard:
         # A websocket route; or any other route asked to upgrade: a route that
         # wraps a websocket handler (sanic-ext's automatic HEAD route does)
         # performs the handshake too, whatever its method.
-        if not getattr(route.extra, "websocket", False) and not _asks_upgrade(request):
-            return None
+        if not getattr(route.extra, "websocket", False):
+            if not _asks_upgrade(request):
+                return None
+            if getattr(request.ctx, "ticket", None).__class__ is Ticket:
+                # Accepted already. Behind ASGI, Sanic cannot send such a
+                # route's HTTP response on the websocket scope, and runs
+                # request middleware again for the same request from its
+                # error handler: a second claim would count a replay.
+                return None
         # policy_for()'s cache, read inline.
         policy = getattr(route.ctx, "wsauth_policy", None) or policy_for(route)
         if policy.public:
