@@ -31,6 +31,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, html, text
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
+from .exceptions import ConfigurationError
 from .ext import WSAuth
 from .ext.config import WSAuthConfig
 from .tokens import Ticket, comparable_bytes
@@ -93,7 +94,10 @@ def create_app() -> Sanic[Any, Any]:
     if os.environ.get("WSAUTH_REDIS_URL"):
         settings["redis_url"] = os.environ["WSAUTH_REDIS_URL"]
     if os.environ.get("WSAUTH_MAX_AGE"):
-        settings["max_age"] = int(os.environ["WSAUTH_MAX_AGE"])
+        try:
+            settings["max_age"] = int(os.environ["WSAUTH_MAX_AGE"])
+        except ValueError:
+            raise ConfigurationError("WSAUTH_MAX_AGE must be a whole number of seconds") from None
 
     def authenticate(request: Request) -> str | None:
         # Sanic keeps a header's undecodable bytes as lone surrogates.

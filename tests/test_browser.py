@@ -1199,3 +1199,132 @@ def test_a_headers_callback_that_never_settles_times_out_like_a_ticket_request(
     }
     quiet_window(scripted.page)
     assert scripted.token_requests == [] and scripted.sockets == []
+
+
+CLOSE_WHILE_RECONNECTING = """
+async () => {
+  const { connect } = await import("/static/wsauth.js");
+  // Count the page's pending timers: a timer armed after close() would keep
+  // the connection alive, and fire, for up to maxDelay.
+  const pending = new Set();
+  const realSet = window.setTimeout, realClear = window.clearTimeout;
+  window.setTimeout = (callback, ms, ...args) => {
+    const id = realSet(() => { pending.delete(id); callback(...args); }, ms);
+    pending.add(id);
+    return id;
+  };
+  window.clearTimeout = (id) => { pending.delete(id); realClear(id); };
+  const states = [];
+  try {
+    await new Promise((resolve) => {
+      const conn = connect({
+        tokenUrl: "/authenticate/token?status=503",  // retryable: "reconnecting" next
+        url: "/ws",
+        reconnect: { initialDelay: 20_000, maxDelay: 20_000 },
+        onStateChange: (state) => {
+          states.push(state);
+          if (state === "reconnecting") conn.close();
+          if (state === "closed") resolve();
+        },
+      });
+    });
+    await new Promise((resolve) => realSet(resolve, 300));
+    return { states, pending: pending.size };
+  } finally {
+    window.setTimeout = realSet;
+    window.clearTimeout = realClear;
+  }
+}
+"""
+
+
+def test_close_in_on_state_change_reconnecting_leaves_no_timer(scripted: DemoPage) -> None:
+    result = scripted.page.evaluate(CLOSE_WHILE_RECONNECTING)
+    assert result == {"states": ["connecting", "reconnecting", "closed"], "pending": 0}
+    assert len(scripted.token_requests) == 1
+
+
+def test_more_options_are_checked_at_connect(scripted: DemoPage) -> None:
+    """Mistakes that used to surface later, as network failures or silently."""
+    errors = scripted.page.evaluate(
+        """async () => {
+          const { connect } = await import("/static/wsauth.js");
+          const ok = { tokenUrl: "/authenticate/token", url: "/ws", reconnect: false };
+          const attempt = (options) => {
+            try { connect({ ...ok, ...options }).close(); return null; }
+            catch (error) { return `${error.name}: ${error.message}`; }
+          };
+          return {
+            credentials: attempt({ credentials: "bogus" }),
+            tokenUrlUnparsable: attempt({ tokenUrl: "http://[" }),
+            tokenUrlScheme: attempt({ tokenUrl: "ftp://127.0.0.1/token" }),
+            reconnectZero: attempt({ reconnect: 0 }),
+            reconnectText: attempt({ reconnect: "false" }),
+            reconnectTrue: attempt({ reconnect: true }),
+            protocolsNumber: attempt({ protocols: 5 }),
+            refreshText: attempt({ refresh: "no" }),
+            binaryType: attempt({ binaryType: "text" }),
+            refreshAtText: attempt({ refreshAt: "0.5" }),
+            queryParam: attempt({ queryParam: "" }),
+            protocolPrefix: attempt({ protocolPrefix: 7 }),
+            // Accepted: as the WebSocket constructor, one subprotocol name alone.
+            protocolString: attempt({ protocols: "chat.v1" }),
+            absoluteTokenUrl: attempt({ tokenUrl: `${location.origin}/authenticate/token` }),
+            reconnectNull: attempt({ reconnect: null }),
+          };
+        }"""
+    )
+    accepted = {"protocolString", "absoluteTokenUrl", "reconnectNull"}
+    for key, error in errors.items():
+        if key in accepted:
+            assert error is None, (key, error)
+        else:
+            assert error is not None and error.startswith("TypeError: wsauth:"), (key, error)
+    quiet_window(scripted.page)
+    assert scripted.token_requests == []
+
+
+def test_a_single_protocol_name_is_offered_as_itself(scripted: DemoPage) -> None:
+    offered = scripted.page.evaluate(
+        """async () => {
+          const { connect } = await import("/static/wsauth.js");
+          const Real = window.WebSocket, offered = [];
+          window.WebSocket = class extends Real {
+            constructor(url, protocols) { offered.push(protocols); super(url, protocols); }
+          };
+          try {
+            await new Promise((resolve) => {
+              const conn = connect({
+                tokenUrl: "/authenticate/token", url: "/ws", protocols: "chat.v1",
+                reconnect: false, onStateChange: (state) => { if (state === "closed") resolve(); },
+              });
+            });
+          } finally {
+            window.WebSocket = Real;
+          }
+          return offered;
+        }"""
+    )
+    # One name, as the WebSocket constructor takes it; not split into characters.
+    assert offered == [["chat.v1"]]
+
+
+def test_backoff_delay_with_no_initial_delay_stays_zero(scripted: DemoPage) -> None:
+    delays = scripted.page.evaluate(
+        """async () => {
+          const { backoffDelay } = await import("/static/wsauth.js");
+          return [1, 1024, 1026, 5000].map((n) => backoffDelay(n, { initialDelay: 0 }, () => 0.5));
+        }"""
+    )
+    assert delays == [0, 0, 0, 0]  # factor ** n overflows: 0 * Infinity was NaN
+
+
+def test_the_query_transport_keeps_the_apps_query_as_written(scripted: DemoPage) -> None:
+    query = "room=a%20b&flag&path=/x/y&sig=AbC~1*&token=stale&close=1000"
+    results = run_cases(scripted, {"q": {"url": f"/ws?{query}", "reconnect": False}})
+    assert [s[0] for s in results["q"]["states"]] == ["connecting", "open", "closed"], results
+    [socket] = scripted.sockets
+    # Every parameter as written; the earlier ticket parameter replaced, last.
+    kept, ticket = socket.url.split("?", 1)[1].rsplit("&", 1)
+    assert kept == "room=a%20b&flag&path=/x/y&sig=AbC~1*&close=1000"
+    assert ticket.startswith("token=") and "stale" not in socket.url

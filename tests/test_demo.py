@@ -149,6 +149,16 @@ def test_a_bad_redis_url_stops_the_demo_with_one_line(secret: str) -> None:
     assert line.startswith("sanic-wsauth: error: ") and "redis" in line.lower()
 
 
+@pytest.mark.parametrize("value", ["abc", "1.5"])
+def test_a_bad_demo_max_age_stops_the_demo_with_one_line(secret: str, value: str) -> None:
+    out = _demo_run(env={"WSAUTH_SECRET": secret, "WSAUTH_MAX_AGE": value})
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1:] == [
+        "sanic-wsauth: error: WSAUTH_MAX_AGE must be a whole number of seconds"
+    ]
+    assert "Traceback" not in out.stderr
+
+
 async def test_a_sanic_prefixed_secret_is_used_and_not_reported_missing(secret: str) -> None:
     from sanic_wsauth import TicketIssuer
 

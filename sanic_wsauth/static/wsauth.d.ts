@@ -87,9 +87,10 @@ export interface ConnectOptions {
   transport?: Transport;
   /**
    * The app's real subprotocols. When any is offered the server must select one (the browser
-   * fails the handshake otherwise). Required for the "subprotocol" transport.
+   * fails the handshake otherwise). Required for the "subprotocol" transport. One name alone
+   * is accepted, as the WebSocket constructor accepts it.
    */
-  protocols?: string[];
+  protocols?: string | string[];
   /** Headers for the ticket request, or a callback called before every request. */
   headers?: HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
   /** fetch credentials mode, for cookie sessions. Default "same-origin". */

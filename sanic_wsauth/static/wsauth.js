@@ -202,6 +202,9 @@ function reconnectSettings(options) {
  */
 function checkReconnect(option) {
   if (option === false) return null;
+  if (option != null && (typeof option !== "object" || Array.isArray(option))) {
+    throw new TypeError("wsauth: reconnect must be false or an object of settings");
+  }
   const settings = reconnectSettings(option ?? {});
   for (const name of /** @type {const} */ (["initialDelay", "maxDelay", "stableAfter"])) {
     const value = settings[name];
@@ -244,7 +247,9 @@ function checkTimeout(name, value) {
  */
 export function backoffDelay(attempt, options = {}, random = Math.random) {
   const { initialDelay, maxDelay, factor } = reconnectSettings(options);
-  const ceiling = Math.min(maxDelay, initialDelay * factor ** Math.max(0, attempt - 1));
+  // factor ** n overflows to Infinity after enough failures: 0 * Infinity is NaN.
+  const ceiling =
+    initialDelay === 0 ? 0 : Math.min(maxDelay, initialDelay * factor ** Math.max(0, attempt - 1));
   return Math.floor(random() * ceiling);
 }
 
@@ -258,6 +263,35 @@ function call(callback, ...args) {
     // an uncaught error in an event listener would be.
     if (typeof globalThis.reportError === "function") globalThis.reportError(error);
     else setTimeout(() => { throw error; });
+  }
+}
+
+/**
+ * `url` with `name=value` as the last query parameter, every other parameter
+ * exactly as written (URLSearchParams would re-encode them all: `%20` as `+`,
+ * `flag` as `flag=`, `/` as `%2F`), and any earlier `name` parameter removed.
+ *
+ * @param {URL} url
+ * @param {string} name
+ * @param {string} value
+ */
+function withQueryParam(url, name, value) {
+  const kept = url.search
+    .slice(1)
+    .split("&")
+    .filter((pair) => pair && queryKey(pair) !== name);
+  kept.push(`${encodeURIComponent(name)}=${encodeURIComponent(value)}`);
+  url.search = kept.join("&");
+  return url;
+}
+
+/** @param {string} pair one `key=value` of a query string, as written */
+function queryKey(pair) {
+  const key = pair.split("=", 1)[0].replaceAll("+", " ");
+  try {
+    return decodeURIComponent(key);
+  } catch {
+    return key; // a malformed escape: not the ticket's name, kept as it is
   }
 }
 
@@ -348,8 +382,28 @@ function normalize(options) {
   if (transport !== "query" && transport !== "subprotocol") {
     throw new TypeError(`wsauth: transport must be "query" or "subprotocol"`);
   }
-  const protocolPrefix = options.protocolPrefix ?? "wsauth.ticket.";
-  const protocols = [...(options.protocols ?? [])];
+  const tokenUrlParsed = (() => {
+    try {
+      return new URL(tokenUrl, typeof location === "undefined" ? undefined : location.href);
+    } catch {
+      return null;
+    }
+  })();
+  if (!tokenUrlParsed || !["http:", "https:"].includes(tokenUrlParsed.protocol)) {
+    throw new TypeError("wsauth: tokenUrl must be an http(s) URL, absolute or relative");
+  }
+  const credentials = options.credentials ?? "same-origin";
+  if (!["omit", "same-origin", "include"].includes(credentials)) {
+    throw new TypeError('wsauth: credentials must be "omit", "same-origin" or "include"');
+  }
+  const protocolPrefix = nonEmpty("protocolPrefix", options.protocolPrefix ?? "wsauth.ticket.");
+  const queryParam = nonEmpty("queryParam", options.queryParam ?? "token");
+  const offered = options.protocols ?? [];
+  if (typeof offered !== "string" && !Array.isArray(offered)) {
+    throw new TypeError("wsauth: protocols must be a subprotocol name or an array of them");
+  }
+  // One name alone is accepted, as the WebSocket constructor accepts it.
+  const protocols = typeof offered === "string" ? [offered] : [...offered];
   if (protocols.some((p) => typeof p !== "string" || !p || p.startsWith(protocolPrefix))) {
     throw new TypeError("wsauth: protocols must be the app's own non-empty subprotocol names");
   }
@@ -366,7 +420,15 @@ function normalize(options) {
     throw new TypeError("wsauth: audienceParam must be a non-empty string");
   }
   const refreshAt = options.refreshAt ?? 0.8;
-  if (!(refreshAt > 0 && refreshAt < 1)) throw new TypeError("wsauth: refreshAt must be in (0, 1)");
+  if (typeof refreshAt !== "number" || !(refreshAt > 0 && refreshAt < 1)) {
+    throw new TypeError("wsauth: refreshAt must be a number in (0, 1)");
+  }
+  const refresh = options.refresh ?? true;
+  if (typeof refresh !== "boolean") throw new TypeError("wsauth: refresh must be true or false");
+  const binaryType = options.binaryType ?? "blob";
+  if (binaryType !== "blob" && binaryType !== "arraybuffer") {
+    throw new TypeError('wsauth: binaryType must be "blob" or "arraybuffer"');
+  }
   const reconnect = checkReconnect(options.reconnect);
   const ticketTimeout = checkTimeout("ticketTimeout", options.ticketTimeout ?? 10_000);
   const openTimeout = checkTimeout("openTimeout", options.openTimeout ?? 10_000);
@@ -379,13 +441,25 @@ function normalize(options) {
     refreshAt,
     reconnect,
     socketUrl: socketUrl(url),
-    credentials: options.credentials ?? "same-origin",
-    queryParam: options.queryParam ?? "token",
-    refresh: options.refresh ?? true,
+    credentials,
+    queryParam,
+    refresh,
     ticketTimeout,
     openTimeout,
-    binaryType: options.binaryType ?? "blob",
+    binaryType,
   };
+}
+
+/**
+ * @param {string} name
+ * @param {unknown} value
+ * @returns {string}
+ */
+function nonEmpty(name, value) {
+  if (typeof value !== "string" || !value) {
+    throw new TypeError(`wsauth: ${name} must be a non-empty string`);
+  }
+  return value;
 }
 
 /**
@@ -671,6 +745,7 @@ export class WSAuthConnection {
    */
   #schedule(delay, error) {
     this.#setState("reconnecting", { attempt: this.#failures, delay, error }, true);
+    if (this.#stopped) return; // onStateChange closed it: no timer left behind
     this.#retryTimer = later(() => void this.#attempt(), delay);
   }
 
@@ -679,7 +754,7 @@ export class WSAuthConnection {
     const o = this.#o;
     const url = new URL(o.socketUrl.href);
     const protocols = [...o.protocols];
-    if (o.transport === "query") url.searchParams.set(o.queryParam, ticket.token);
+    if (o.transport === "query") withQueryParam(url, o.queryParam, ticket.token);
     else protocols.push(o.protocolPrefix + ticket.token);
     /** @type {WebSocket} */
     let ws;
