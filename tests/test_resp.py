@@ -20,6 +20,7 @@ import pytest
 from sanic_wsauth import ConfigurationError, StoreUnavailable
 from sanic_wsauth.stores.redis import RedisReplayStore, set_nx_px
 from sanic_wsauth.stores.resp import (
+    AmbiguousClaim,
     DroppedConnection,
     ProtocolError,
     RedisAddress,
@@ -408,3 +409,156 @@ async def test_each_claim_times_out_at_its_own_deadline_on_a_slow_connection() -
     finally:
         await store.close()
         server.close()
+
+
+# -- lost replies, failover, a caller cancelled while connecting -------------------------
+
+
+class Switchboard:
+    """A TCP relay to Redis whose target changes for new connections only (a VIP
+    or DNS name in front of a failover), and that can cut the next SET: pass
+    it to Redis, let Redis run it, then hang up without the reply."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.cut_next_set = False
+        self.port = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+
+        async def down() -> None:
+            while data := await up_reader.read(65536):
+                if not writer.is_closing():
+                    writer.write(data)
+
+        replies = asyncio.ensure_future(down())
+        try:
+            while data := await reader.read(65536):
+                cut = self.cut_next_set and b"\r\nSET\r\n" in data
+                if cut:
+                    self.cut_next_set = False
+                    replies.cancel()  # the reply never comes back
+                up_writer.write(data)
+                if cut:
+                    await asyncio.sleep(0.1)  # Redis runs the SET
+                    writer.transport.abort()
+                    break
+        except OSError:
+            pass
+        finally:
+            replies.cancel()
+            up_writer.close()
+            writer.close()
+
+
+@asynccontextmanager
+async def switchboard(target: int) -> AsyncIterator[Switchboard]:
+    board = Switchboard(target)
+    server = await asyncio.start_server(board.handle, "127.0.0.1", 0)
+    board.port = server.sockets[0].getsockname()[1]
+    try:
+        yield board
+    finally:
+        server.close()
+        for task in list(board.tasks):
+            task.cancel()
+        await asyncio.gather(*board.tasks, return_exceptions=True)
+
+
+# The same plain URL through the pipelined connection, and (a driver option
+# in the query) through a redis-py pool.
+PATHS = pytest.mark.parametrize(
+    "query", ["", "?socket_keepalive=true"], ids=["pipelined", "redis-py"]
+)
+
+
+@pytest.mark.redis
+@PATHS
+async def test_a_claim_whose_reply_was_lost_is_503_not_replayed(
+    private_redis: RedisServer, query: str
+) -> None:
+    """Redis ran the SET and hung up before replying: the resent SET finds the
+    key, and that nil cannot tell a replay from the first SET. 503 (try
+    again with a new ticket), never 401 replayed for an unused ticket."""
+    async with switchboard(private_redis.port) as board:
+        store = RedisReplayStore(f"redis://127.0.0.1:{board.port}/0{query}", timeout=RELAXED)
+        await store.open()
+        try:
+            assert await store.claim(jti(), soon()) is True  # a warm connection
+            board.cut_next_set = True
+            lost = jti()
+            with pytest.raises(StoreUnavailable) as info:
+                await store.claim(lost, soon())
+            assert isinstance(info.value.__cause__, AmbiguousClaim), info.value.__cause__
+            assert store.key(lost).encode() in count_keys(private_redis.url, store.key(lost))
+            assert await store.claim(lost, soon()) is False  # a real replay: still refused
+            assert await store.claim(jti(), soon()) is True
+        finally:
+            await store.close()
+
+
+@pytest.mark.redis
+@PATHS
+async def test_a_failover_behind_one_address_is_followed_without_a_restart(
+    redis_servers: Any, query: str
+) -> None:
+    """The old primary keeps the store's connection and answers READONLY once
+    demoted: that claim fails closed and the connection goes, so the next one
+    connects, through the same address, to the new primary."""
+    import redis
+
+    old: RedisServer = redis_servers()
+    new: RedisServer = redis_servers()
+    admin_old = redis.Redis(port=old.port, socket_timeout=5)
+    admin_new = redis.Redis(port=new.port, socket_timeout=5)
+    async with switchboard(old.port) as board:
+        store = RedisReplayStore(f"redis://127.0.0.1:{board.port}/0{query}", timeout=RELAXED)
+        await store.open()
+        try:
+            assert await store.claim(jti(), soon()) is True
+            board.target = new.port  # the address now leads to the new primary
+            admin_old.replicaof("127.0.0.1", new.port)  # the old one is demoted
+            with pytest.raises(StoreUnavailable) as info:
+                await store.claim(jti(), soon())
+            cause = str(info.value.__cause__)  # redis-py drops the error's code
+            assert cause.startswith("READONLY") or "read only replica" in cause, cause
+            assert await store.claim(jti(), soon()) is True  # no restart needed
+            assert admin_new.dbsize() >= 1
+        finally:
+            await store.close()
+            admin_old.replicaof("no", "one")
+            admin_old.close()
+            admin_new.close()
+
+
+@pytest.mark.redis
+async def test_a_caller_cancelled_while_connecting_fails_only_itself(
+    private_redis: RedisServer,
+) -> None:
+    """The first claim on a store without a connection opens it; its client
+    leaving (Sanic cancels its task) must not fail the claims waiting on the
+    same connection attempt."""
+    store = RedisReplayStore(f"redis://127.0.0.1:{private_redis.port}/1", timeout=RELAXED)
+    try:
+        private_redis.pause()  # the connection's SELECT waits
+        first = asyncio.ensure_future(store.claim(jti(), soon()))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(store.claim(jti(), soon()))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        await asyncio.sleep(0.05)
+        private_redis.resume()
+        async with within(RELAXED):
+            assert await second is True
+        assert (await asyncio.gather(first, return_exceptions=True))[0].__class__ is (
+            asyncio.CancelledError
+        )
+    finally:
+        private_redis.resume()
+        await store.close()

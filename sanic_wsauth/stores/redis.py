@@ -37,7 +37,15 @@ from urllib.parse import unquote, urlsplit
 
 from ..exceptions import ConfigurationError, StoreUnavailable
 from .base import ReplayStore
-from .resp import OK, LeanRedis, ProtocolError, RedisAddress, bounded, pack_command
+from .resp import (
+    OK,
+    AmbiguousClaim,
+    LeanRedis,
+    ProtocolError,
+    RedisAddress,
+    bounded,
+    pack_command,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -154,8 +162,12 @@ class RedisReplayStore(ReplayStore):
     dropped connection (Redis restarted, say) is sent once more on a fresh
     one, all within ``timeout``; a stall is not retried (and a connection
     that has answered nothing since a timed-out claim was sent is dropped).
-    The retry is safe: if the first ``SET`` did land, the second finds the
-    key and the ticket is refused as replayed, never accepted twice.
+    The resend never accepts a ticket twice: if the first ``SET`` did land,
+    the second finds the key, and as that nil cannot tell a replay from the
+    first ``SET``, the claim fails closed (503), never 401 ``replayed`` for a
+    ticket that may not have been used. An error reply that says the node is
+    no longer the primary (``READONLY``: a failover behind one address) drops
+    the store's connections, so the next claims reach the new primary.
 
     Args:
         url: ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
@@ -287,7 +299,6 @@ class RedisReplayStore(ReplayStore):
             from redis.asyncio import BlockingConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
-            from redis.exceptions import ConnectionError as RedisConnectionError
         except ImportError as exc:
             raise ConfigurationError(
                 "this Redis URL needs redis-py (only redis:// and unix:// URLs without "
@@ -302,9 +313,9 @@ class RedisReplayStore(ReplayStore):
                 timeout=self.timeout,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                # Stale pooled connections fail on first use after a Redis
-                # restart; one retry on a new connection hides that.
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                # No retry inside redis-py: claim() sends a SET once more
+                # itself, and knows that a nil reply to it is ambiguous.
+                retry=Retry(NoBackoff(), 0),
             )
         except (ValueError, TypeError) as exc:
             raise _unusable(self.url, exc) from None
@@ -328,13 +339,7 @@ class RedisReplayStore(ReplayStore):
                 payload = set_nx_px(self._key_prefix + jti.encode(), ttl)
                 first_use = await self._lean.execute(payload, set_nx=True) is OK
             else:
-                # redis-py turns +OK into True and a nil reply into None.
-                result = await bounded(
-                    self._redis_py().set(self.key(jti), b"1", nx=True, px=ttl), self.timeout
-                )
-                if result is not True and result is not None:
-                    raise ProtocolError(f"a {type(result).__name__} reply that SET NX cannot give")
-                first_use = result is True
+                first_use = await bounded(self._set_nx(self.key(jti), ttl), self.timeout)
         except ConfigurationError:
             raise
         except Exception as exc:
@@ -344,6 +349,39 @@ class RedisReplayStore(ReplayStore):
             self._healthy = True
             logger.info("sanic-wsauth: Redis replay store answers again: %r", self)
         return first_use
+
+    async def _set_nx(self, key: str, ttl: int) -> bool:
+        """``SET key 1 NX PX ttl`` through redis-py: True for +OK, False for nil.
+
+        A stale pooled connection (Redis restarted) fails on first use: the
+        SET is sent once more, on a fresh one. If Redis hung up after running
+        the first, the second finds the key: nil is then ambiguous and fails
+        closed (:class:`AmbiguousClaim`) instead of refusing the ticket as
+        replayed. A node that says it is no longer the primary (a failover
+        behind one address) gets the store's own pool disconnected, so the
+        next claims reach the new one.
+        """
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import ReadOnlyError
+
+        client = self._redis_py()
+        try:
+            try:
+                result = await client.set(key, b"1", nx=True, px=ttl)
+                retried = False
+            except RedisConnectionError:
+                result = await client.set(key, b"1", nx=True, px=ttl)
+                retried = True
+        except ReadOnlyError:
+            if self._owns_client:
+                await client.connection_pool.disconnect()
+            raise
+        # redis-py turns +OK into True and a nil reply into None.
+        if result is not True and result is not None:
+            raise ProtocolError(f"a {type(result).__name__} reply that SET NX cannot give")
+        if result is None and retried:
+            raise AmbiguousClaim("a SET NX sent again found its key")
+        return result is True
 
     def _mark_down(self, exc: BaseException) -> None:
         # One line when Redis goes away, not one per handshake.

@@ -29,6 +29,7 @@ from typing import TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = [
+    "AmbiguousClaim",
     "DroppedConnection",
     "OK",
     "LeanRedis",
@@ -75,6 +76,21 @@ OK = SimpleString(b"OK")
 
 class ProtocolError(ConnectionError):
     """Redis sent something that is not a RESP2 reply; the connection is dropped."""
+
+
+class AmbiguousClaim(ConnectionError):
+    """A ``SET NX`` sent again after Redis hung up found its key.
+
+    Redis may have run the first one before it hung up, so nil does not tell
+    a replay from this very claim: the claim fails closed (503) rather than
+    refuse a ticket that may never have been used as replayed (401).
+    """
+
+
+#: Error replies after which the connection goes (the next call reconnects):
+#: the node it reaches is no longer the primary (a failover behind one
+#: address: a VIP, a DNS name, a proxy that keeps existing sessions).
+_ROLE_ERRORS = ("READONLY", "MASTERDOWN")
 
 
 class DroppedConnection(ConnectionError):
@@ -301,8 +317,10 @@ class LeanRedis:
     Every call is bounded by ``timeout`` seconds, connecting included. A call
     that meets a connection Redis closed before answering (a restart, say)
     is sent once more on a fresh one within the same bound, so callers must
-    only send commands that are safe to repeat. A call on a connection this
-    side dropped (wedged, or garbled) is not repeated.
+    only send commands that are safe to repeat; a ``SET NX`` so repeated that
+    finds its key raises :class:`AmbiguousClaim`. A call on a connection this
+    side dropped (wedged, or garbled) is not repeated. An error reply saying
+    that the node is no longer the primary drops the connection.
 
     Args:
         address: Where and as whom to connect.
@@ -313,7 +331,7 @@ class LeanRedis:
         self.address = address
         self.timeout = timeout
         self._conn: _Connection | None = None
-        self._connecting: asyncio.Future[_Connection] | None = None
+        self._connecting: asyncio.Task[_Connection] | None = None
         self._setup = self._setup_commands(address)
 
     @staticmethod
@@ -364,31 +382,33 @@ class LeanRedis:
                 retried = True
                 continue
             if isinstance(reply, ReplyError):
+                if str(reply).startswith(_ROLE_ERRORS):
+                    conn.abort()  # a failover: the next call connects to the new primary
                 raise reply
-            if set_nx and reply is not OK and reply is not None:
-                conn.abort()
-                raise ProtocolError("a reply that SET NX cannot give")
+            if set_nx and reply is not OK:
+                if reply is not None:
+                    conn.abort()
+                    raise ProtocolError("a reply that SET NX cannot give")
+                if retried:
+                    raise AmbiguousClaim("a SET NX sent again found its key")
             return reply
 
     async def _connect(self, deadline: float) -> _Connection:
-        # Concurrent callers share one connection attempt.
-        if self._connecting is None:
-            loop = asyncio.get_running_loop()
-            self._connecting = loop.create_future()
-            attempt = self._connecting
-            try:
-                conn = await self._open(deadline)
-            except BaseException as exc:
-                failure = exc if isinstance(exc, Exception) else ConnectionError("cancelled")
-                attempt.set_exception(failure)
-                attempt.exception()  # retrieved: no "never retrieved" warning
-                raise
-            else:
-                attempt.set_result(conn)
-                return conn
-            finally:
-                self._connecting = None
-        return await asyncio.shield(self._connecting)
+        # Concurrent callers share one connection attempt, a task of its own:
+        # a caller cancelled meanwhile (its client left) stops only its own
+        # wait, and each waits no longer than its own deadline.
+        loop = asyncio.get_running_loop()
+        attempt = self._connecting
+        if attempt is None:
+            attempt = self._connecting = loop.create_task(self._open(deadline))
+            attempt.add_done_callback(self._connected)
+        return await bounded(asyncio.shield(attempt), max(0.0, deadline - loop.time()))
+
+    def _connected(self, attempt: asyncio.Task[_Connection]) -> None:
+        if self._connecting is attempt:
+            self._connecting = None
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved, if every caller stopped waiting
 
     async def _open(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -413,6 +433,10 @@ class LeanRedis:
 
     async def close(self) -> None:
         """Close the connection; a later call opens a new one."""
+        attempt, self._connecting = self._connecting, None
+        if attempt is not None:
+            attempt.cancel()  # _open aborts what it opened
+            await asyncio.gather(attempt, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
