@@ -441,10 +441,11 @@ def _load_payload(segment: str) -> Any:
         except (BinasciiError, ValueError) as exc:
             raise MalformedTicket("invalid base64") from exc
         if raw[:2] == b'{"':
-            # Certainly UTF-8 (json.detect_encoding agrees): scan it directly,
-            # and leave anything but one bare object to json.loads below.
+            # Scanned directly; anything but one bare object is left to
+            # json.loads below. Strict UTF-8, as stock itsdangerous decodes
+            # (encoded surrogates are not UTF-8).
             try:
-                text = raw.decode("utf-8", "surrogatepass")
+                text = raw.decode("utf-8")
             except ValueError as exc:
                 raise MalformedTicket("bad payload") from exc
             match = _PLAIN_RE.fullmatch(text)  # _plain_ticket, inline
@@ -460,15 +461,22 @@ def _load_payload(segment: str) -> Any:
     if segment[0] == ".":
         inflater = zlib.decompressobj()
         try:
-            raw = inflater.decompress(_b64(segment[1:]), MAX_PAYLOAD_BYTES)
+            # One byte over the cap tells "too large" from "exactly the cap".
+            raw = inflater.decompress(_b64(segment[1:]), MAX_PAYLOAD_BYTES + 1)
         except zlib.error as exc:
             raise MalformedTicket("bad compression") from exc
-        if inflater.unconsumed_tail:
+        if len(raw) > MAX_PAYLOAD_BYTES or inflater.unconsumed_tail:
             raise TicketTooLarge("payload too large")
+        if not inflater.eof:
+            # A truncated stream (no final block or checksum): stock
+            # zlib.decompress refuses it; its prefix is not the payload.
+            raise MalformedTicket("bad compression")
     else:
         raw = _b64(segment)
     try:
-        return json.loads(raw)
+        # Strict UTF-8, as stock itsdangerous: json.loads on bytes would also
+        # take a BOM, UTF-16 or UTF-32.
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise MalformedTicket("bad payload") from exc
 
@@ -517,13 +525,16 @@ class TicketIssuer:
             Each key must be at least 32 bytes.
         salt: Namespaces the derived key; must match the verifier's.
         max_age: Advertised lifetime in seconds (``expires_in``).
+        max_token_bytes: :meth:`issue` refuses to mint a longer ticket, which
+            a verifier with the same limit would refuse (the default is the
+            verifier's).
         clock: Returns the current time in seconds; injected by tests.
 
     Raises:
         WeakSecretError: a key is missing, not a string, or too short.
     """
 
-    __slots__ = ("_clock", "_key", "_mac", "max_age", "salt")
+    __slots__ = ("_clock", "_key", "_mac", "max_age", "max_token_bytes", "salt")
 
     def __init__(
         self,
@@ -531,11 +542,14 @@ class TicketIssuer:
         *,
         salt: str = SALT,
         max_age: int = DEFAULT_MAX_AGE,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         _check_positive("max_age", max_age)
+        _check_positive("max_token_bytes", max_token_bytes)
         self.salt = salt
         self.max_age = max_age
+        self.max_token_bytes = max_token_bytes
         self._key = _derive(_coerce_keys(secret_keys)[-1], _salt_bytes(salt))
         self._mac = _HmacSha256(self._key)
         self._clock = clock
@@ -557,7 +571,9 @@ class TicketIssuer:
             claims: JSON-serialisable application claims, carried as ``ext``.
 
         Raises:
-            ValueError: a field is empty, too long, not an IP, or not JSON.
+            ValueError: a field is empty, too long, not an IP, or not JSON; or
+                the ticket would be longer than ``max_token_bytes`` (too many
+                claims), so that no verifier with that limit would take it.
         """
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
             raise ValueError(f"subject must be a string of 1 to {MAX_SUBJECT_CHARS} characters")
@@ -572,7 +588,13 @@ class TicketIssuer:
             payload["ip"] = normalize_ip(client_ip)
         if claims:
             payload["ext"] = dict(claims)
-        return self.sign_payload(payload)
+        token = self.sign_payload(payload)
+        if len(token) > self.max_token_bytes:
+            raise ValueError(
+                f"the ticket would be {len(token)} characters, over max_token_bytes "
+                f"({self.max_token_bytes}): send fewer or smaller claims"
+            )
+        return token
 
     def sign_payload(self, payload: Mapping[str, Any]) -> str:
         """Sign an arbitrary JSON object exactly as the stock serializer would.

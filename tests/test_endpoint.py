@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 import pytest
@@ -270,6 +271,24 @@ def test_an_unusable_identity_is_logged_by_exception_type_only(
     assert "UnicodeEncodeError" in logged
     # Not the exception's text, which quotes what it could not encode.
     assert "surrogates not allowed" not in logged and "sekrit" not in logged
+
+
+def test_claims_too_large_for_any_ticket_are_503_not_a_useless_ticket(
+    app_name: str, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ticket over WSAUTH_MAX_TOKEN_BYTES would be refused at every
+    handshake (401 too_large): the endpoint refuses to mint it instead."""
+    claims = {"blob": secrets.token_urlsafe(6000)}  # random: compression cannot shrink it
+    app = make_app(app_name, secret, authenticate=lambda r: ("u1", claims))
+    _, response = app.test_client.post("/authenticate/token")
+    assert response.status == 503 and response.json == {"error": "authenticator_failed"}
+    assert any("ValueError" in r.getMessage() for r in caplog.records if r.name == "sanic_wsauth")
+    roomy = make_app(f"{app_name}_roomy", secret, authenticate=lambda r: ("u1", claims))
+    roomy.config.WSAUTH_MAX_TOKEN_BYTES = 65536
+    _, response = roomy.test_client.post("/authenticate/token")
+    assert response.status == 200
+    ticket = TicketVerifier(secret, max_token_bytes=65536).verify(response.json["token"])
+    assert dict(ticket.claims) == claims
 
 
 def test_authenticate_that_raises_fails_closed_without_leaking(

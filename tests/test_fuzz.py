@@ -37,7 +37,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from sanic_wsauth import SALT, TicketIssuer, TicketVerifier, WSAuth, WSAuthError
-from sanic_wsauth.tokens import MAX_PAYLOAD_BYTES, decode_unverified
+from sanic_wsauth.tokens import MAX_PAYLOAD_BYTES, decode_unverified, stock_serializer
 
 from ._raw import raw_upgrade
 from ._support import new_secret, serve
@@ -386,6 +386,56 @@ def test_odd_payloads_signed_with_the_real_key(segment: bytes) -> None:
             verifier.verify(token)
         except WSAuthError as exc:
             assert exc.reason in {"malformed", "too_large", "expired"}, exc.reason
+
+
+_PLAIN = b'{"jti":"' + b"0" * 32 + b'","sub":"a"}'
+#: The subject "a" and U+D800 encoded as if it were a character: not UTF-8.
+_SURROGATE_SUB = b'"a\xed\xa0\x80"'
+
+
+def _sync_flushed(body: bytes, level: int = 9) -> bytes:
+    """A zlib stream of ``body`` with no final block and no checksum (truncated)."""
+    compressor = zlib.compressobj(level)
+    return compressor.compress(body) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+@pytest.mark.parametrize(
+    ("segment", "reason"),
+    [
+        # Not UTF-8: encoded surrogates; or another encoding json.loads(bytes) would sniff.
+        (base64_encode(_PLAIN.replace(b'"a"', _SURROGATE_SUB)), "malformed"),
+        (base64_encode(b"\xef\xbb\xbf" + _PLAIN), "malformed"),
+        (base64_encode(_PLAIN.decode().encode("utf-16-le")), "malformed"),
+        (base64_encode(_PLAIN.decode().encode("utf-32")), "malformed"),
+        (b"." + base64_encode(zlib.compress(_PLAIN.replace(b'"a"', _SURROGATE_SUB))), "malformed"),
+        # Truncated zlib streams: no checksum; no final block.
+        (b"." + base64_encode(zlib.compress(_PLAIN)[:-4]), "malformed"),
+        (b"." + base64_encode(_sync_flushed(_PLAIN)), "malformed"),
+        # A truncated stream that inflates past the cap, its prefix valid JSON.
+        (b"." + base64_encode(_sync_flushed(_PLAIN + b" " * MAX_PAYLOAD_BYTES, 1)), "too_large"),
+    ],
+    ids=[
+        "surrogate-bytes",
+        "bom",
+        "utf-16",
+        "utf-32",
+        "compressed-surrogates",
+        "no-checksum",
+        "no-final-block",
+        "past-the-cap",
+    ],
+)
+def test_payloads_stock_itsdangerous_refuses_are_refused(segment: bytes, reason: str) -> None:
+    """Signed with the real key, so only the payload decides: stock
+    itsdangerous refuses each (BadPayload), and so must we."""
+    from itsdangerous import BadPayload
+
+    token = _signed_segment(segment)
+    with pytest.raises(BadPayload):
+        stock_serializer(SECRET, salt=SALT).loads(token, max_age=35)
+    with pytest.raises(WSAuthError) as caught:
+        ROOMY.verify(token)
+    assert caught.value.reason == reason
 
 
 # -- a live server ---------------------------------------------------------------------------

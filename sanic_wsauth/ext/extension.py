@@ -126,7 +126,12 @@ class WSAuth:
         """
         config = resolve_config(self.app.config, self._options)
         self._check_unchanged(config)
-        self._issuer = TicketIssuer(config.secret, salt=config.salt, max_age=config.max_age)
+        self._issuer = TicketIssuer(
+            config.secret,
+            salt=config.salt,
+            max_age=config.max_age,
+            max_token_bytes=config.max_token_bytes,
+        )
         self._verifier = TicketVerifier(
             [*config.verify_secrets, *config.secret],
             salt=config.salt,
