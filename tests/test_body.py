@@ -153,6 +153,15 @@ def test_bodies_without_the_field_read_as_none(body: bytes) -> None:
         FIELD.replace(b"Content-Disposition", "Cönt".encode()) + CLOSE,
         FIELD.replace(b"\r\n\r\n", b"\r\nBroken header\r\n\r\n") + CLOSE,
         FIELD.replace(b"\r\n\r\n", b"\r\nX: \xff\r\n\r\n") + CLOSE,  # not UTF-8
+        # The boundary elsewhere than in a delimiter: Sanic's parser splits
+        # there, so request.form would read other fields than the endpoint.
+        FIELD.replace(b"/ws/x", b"/ws/x--xyz") + CLOSE,
+        FIELD + CLOSE + b"epilogue\r\n--xyz\r\n",
+        b"preamble xyz\r\n" + WELL_FORMED,
+        # Encoded content would be read as the encoded text.
+        FIELD.replace(b"\r\n\r\n", b"\r\nContent-Transfer-Encoding: base64\r\n\r\n") + CLOSE,
+        FIELD.replace(b"\r\n\r\n", b"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+        + CLOSE,
     ],
     ids=[
         "unclosed",
@@ -176,6 +185,11 @@ def test_bodies_without_the_field_read_as_none(body: bytes) -> None:
         "non-token-header",
         "no-colon",
         "header-not-utf8",
+        "boundary-in-a-value",
+        "boundary-in-the-epilogue",
+        "boundary-in-the-preamble",
+        "base64-part",
+        "quoted-printable-part",
     ],
 )
 def test_malformed_multipart_is_refused(body: bytes) -> None:
@@ -212,3 +226,37 @@ def test_a_file_named_as_the_field_is_refused_and_other_files_are_not_decoded() 
     as_file = upload.replace(b'name="f"', b'name="audience"')
     with pytest.raises(ValueError, match="file"):
         body_values("multipart/form-data", {"boundary": "xyz"}, as_file + CLOSE, "audience")
+
+
+@pytest.mark.parametrize("encoding", ["7bit", "8bit", "Binary"])
+def test_identity_transfer_encodings_are_read(encoding: str) -> None:
+    header = f"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n".encode()
+    body = FIELD.replace(b"\r\n\r\n", header) + CLOSE
+    assert body_values("multipart/form-data", {"boundary": "xyz"}, body, "audience") == ["/ws/x"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"audience": "/ws/a", "audience": "/ws/b"}',
+        b'{"audience": "/ws/a", "\\u0061udience": "/ws/b"}',
+    ],
+    ids=["twice", "escaped-twice"],
+)
+def test_a_json_field_given_twice_is_refused(body: bytes) -> None:
+    # json.loads would keep the last one; a proxy or WAF may keep the first.
+    with pytest.raises(ValueError):
+        body_values("application/json", {}, body, "audience")
+
+
+def test_other_json_keys_given_twice_are_the_apps_business() -> None:
+    body = b'{"audience": "/ws/a", "x": 1, "x": 2, "nested": {"audience": 1, "audience": 2}}'
+    assert body_values("application/json", {}, body, "audience") == ["/ws/a"]
+
+
+@pytest.mark.parametrize("body", [b"audience=%2Fws%2F%FF", b"audience=/ws/a&other=%FE"])
+def test_percent_escapes_that_are_not_utf8_are_refused(body: bytes) -> None:
+    # Read with errors="replace" they would become U+FFFD: two different
+    # requests, one audience.
+    with pytest.raises(ValueError):
+        body_values("application/x-www-form-urlencoded", {}, body, "audience")

@@ -190,6 +190,41 @@ def test_bad_audience_requests_get_400(app_name: str, secret: str, kwargs: dict[
     assert response.json == {"error": "bad_request"}
 
 
+@pytest.mark.parametrize(
+    ("target", "kwargs"),
+    [
+        # Not UTF-8: read leniently, %FF and %FE would both be "/ws/\ufffd".
+        ("/authenticate/token?audience=/ws/%FF", {}),
+        (
+            "/authenticate/token",
+            {"content": b"audience=/ws/%FE", "headers": {"content-type": _FORM}},
+        ),
+        # A duplicate JSON key: json.loads would keep the last.
+        (
+            "/authenticate/token",
+            {
+                "content": b'{"audience": "/ws/a", "audience": "/ws/b"}',
+                "headers": {"content-type": "application/json"},
+            },
+        ),
+        # The boundary inside a value: Sanic's request.form would read an
+        # audience there that the endpoint, reading by RFC 2046, would not.
+        (
+            "/authenticate/token",
+            {"content": _MULTIPART.replace(b"/ws/x", b"/ws/x--xyz"), "headers": _BOUNDARY},
+        ),
+    ],
+    ids=["query-not-utf8", "form-not-utf8", "json-twice", "boundary-in-a-value"],
+)
+def test_audiences_that_cannot_be_read_exactly_get_400(
+    app_name: str, secret: str, target: str, kwargs: dict[str, Any]
+) -> None:
+    app = make_app(app_name, secret)
+    headers = {"Authorization": "Bearer user-1", **kwargs.pop("headers", {})}
+    _, response = app.test_client.post(target, headers=headers, **kwargs)
+    assert (response.status, response.json) == (400, {"error": "bad_request"})
+
+
 def test_authorize_callback_guards_audiences(app_name: str, secret: str) -> None:
     seen: list[tuple[str, str]] = []
 

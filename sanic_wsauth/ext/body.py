@@ -28,6 +28,7 @@ _TYPE = re.compile(rf"[ \t]*({_TCHARS}(?:/{_TCHARS})?)")
 #: backslash as it is, so a backslash escapes nothing here.
 _PARAM = re.compile(rf'[ \t]*;[ \t]*({_TCHARS})=(?:({_TCHARS})|"([^"]*)")')
 _HEADER_NAME = re.compile(_TCHARS)
+_IDENTITY = frozenset({"7bit", "8bit", "binary"})
 #: A part: its field name, whether it is a file, its Content-Type (None if
 #: absent) and its content.
 _Field = tuple[str, bool, str | None, bytes]
@@ -48,16 +49,29 @@ def body_values(media_type: str, options: dict[str, Any], body: bytes, name: str
             the field sent as a file or in a charset that cannot be decoded.
     """
     if media_type == "application/json" or media_type.endswith("+json"):
+        twice: list[bool] = []
+
+        def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+            twice.append(sum(key == name for key, _ in items) > 1)
+            return dict(items)
+
         try:
-            document = json.loads(body)
+            document = json.loads(body, object_pairs_hook=pairs)
         except (ValueError, RecursionError):  # deep nesting: RecursionError
             raise ValueError("invalid JSON body") from None
         if document.__class__ is not dict:
             raise ValueError("JSON body is not an object")
+        # The outermost object is made last. json.loads keeps the last of two
+        # equal keys: the field twice is refused, as it is twice in a form or
+        # in the query and the body (a proxy may have read the first).
+        if twice[-1]:
+            raise ValueError("the field twice")
         return [document[name]] if name in document else []
     if media_type == "application/x-www-form-urlencoded":
-        # UnicodeDecodeError is a ValueError too.
-        return parse_qs(body.decode("utf-8"), keep_blank_values=True).get(name, [])
+        # UnicodeDecodeError is a ValueError too; so is a percent-escape that
+        # is not UTF-8 (errors="strict"), which would otherwise read as U+FFFD.
+        text = body.decode("utf-8")
+        return parse_qs(text, keep_blank_values=True, errors="strict").get(name, [])
     if media_type == "multipart/form-data":
         boundary = options.get("boundary")
         if not isinstance(boundary, str) or not boundary:
@@ -86,8 +100,11 @@ def multipart_fields(body: bytes, boundary: bytes) -> list[_Field]:
     The body must be well formed from the first delimiter to the closing one:
     CRLF line ends, every part with its header block and a blank line, one
     ``Content-Disposition: form-data`` with one ``name`` (not ``name*``) per
-    part, and the closing delimiter. A preamble before the first delimiter
-    and an epilogue after the closing one are allowed (RFC 2046) and ignored.
+    part, no ``Content-Transfer-Encoding`` but the identity ones, and the
+    closing delimiter. A preamble before the first delimiter and an epilogue
+    after the closing one are allowed (RFC 2046) and ignored; the boundary
+    may appear nowhere but in the delimiters (Sanic's own parser splits the
+    body at every occurrence, so it would read other fields than these).
 
     Raises:
         ValueError: anything else.
@@ -109,6 +126,8 @@ def multipart_fields(body: bytes, boundary: bytes) -> list[_Field]:
             # The closing delimiter: then padding, and the end or CRLF and an epilogue.
             if rest[2:].strip(_PADDING):
                 raise ValueError("junk after the closing delimiter")
+            if body.count(boundary) != len(fields) + 1:
+                raise ValueError("the boundary elsewhere than in a delimiter")
             return fields
         if line_end < 0 or rest.strip(_PADDING):
             raise ValueError("junk after a delimiter")
@@ -142,6 +161,11 @@ def _part(part: bytes) -> _Field:
             if content_type is not None:
                 raise ValueError("two Content-Type headers")
             content_type = value
+        elif header == "content-transfer-encoding":
+            # RFC 7578 deprecates it; base64 or quoted-printable would be
+            # read as the encoded text.
+            if value.strip(" \t").lower() not in _IDENTITY:
+                raise ValueError("a part with a Content-Transfer-Encoding")
     if disposition is None:
         raise ValueError("a part without Content-Disposition")
     kind, params = _parameters(disposition)

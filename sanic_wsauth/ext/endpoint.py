@@ -90,7 +90,8 @@ def _requested_audience(request: Request, param: str) -> str | None:
     audience sent as a file, a blank or repeated value) is a ValueError (400),
     never an unbound ticket, which would grant more than was asked.
     """
-    query = request.get_args(keep_blank_values=True)
+    # errors="strict": a percent-escape that is not UTF-8 is refused, not read as U+FFFD.
+    query = request.get_args(keep_blank_values=True, errors="strict")
     values: list[Any] = query.getlist(param) if param in query else []
     if request.body:
         media_type, options = parse_content_header(request.headers.get("content-type", ""))
