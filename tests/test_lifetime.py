@@ -612,3 +612,143 @@ async def test_a_client_that_stops_reading_is_cut_off(secret: str, app_name: str
             writer.transport.abort()
     reason = "connection_age" if how == "cap" else "missing"
     assert wsauth.counters[reason] == 1
+
+
+async def test_asgi_a_handler_that_returns_ends_its_lifetime(secret: str, app_name: str) -> None:
+    """Behind uvicorn, a handler that answers and returns without reading the
+    end of the socket: its lifetime ends with it, not at the cap (no watch
+    task and no objects kept, no connection_age counted for a gone socket)."""
+    app: Sanic[Any, Any] = Sanic(app_name)
+    wsauth = WSAuth(app, secret_keys=secret, max_connection_age=1, refresh=True)
+
+    @app.websocket("/once")
+    async def once(request: Request, ws: Any) -> None:
+        await ws.send("hello")
+
+    @app.websocket("/fails")
+    async def fails(request: Request, ws: Any) -> None:
+        await ws.send("hello")
+        raise RuntimeError("handler bug")  # websocket.handler.exception
+
+    def watches() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if "watch" in repr(t.get_coro())]
+
+    async with uvicorn_server(app) as host:
+        for path in ["/once"] * 5 + ["/fails"] * 5:
+            async with connect(f"ws://{host}{path}?token={wsauth.issue('alice')}") as ws:
+                assert await ws.recv() == "hello"
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), LIVENESS)
+        await asyncio.sleep(0.3)
+        assert watches() == []
+        await asyncio.sleep(1.2)  # past the cap
+    assert wsauth.counters == {"accepted": 10}
+
+
+async def test_asgi_the_cap_is_not_held_by_a_close_that_cannot_go_out(
+    secret: str, app_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind uvicorn, a handler floods a client that reads nothing: the
+    server's send waits for good, so the close frame cannot go out. The close
+    is bounded (ASGI_CLOSE_TIMEOUT) and the watch ends; nothing reaches the
+    handler after the cap. (ASGI has no way to cut the connection itself.)"""
+    from sanic_wsauth.ext import lifetime
+
+    monkeypatch.setattr(lifetime, "ASGI_CLOSE_TIMEOUT", 1.0)
+    app: Sanic[Any, Any] = Sanic(app_name)
+    wsauth = WSAuth(app, secret_keys=secret, max_connection_age=1, refresh=True)
+    flooding = asyncio.Event()
+
+    @app.websocket("/flood")
+    async def flood(request: Request, ws: Any) -> None:
+        flooding.set()
+        while True:
+            await ws.send(b"x" * 65536)
+
+    def watches() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if "watch" in repr(t.get_coro())]
+
+    async with uvicorn_server(app) as host:
+        port = int(host.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        try:
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write(
+                (
+                    f"GET /flood?token={wsauth.issue('alice')} HTTP/1.1\r\nHost: x\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            await asyncio.wait_for(flooding.wait(), LIVENESS)
+            await asyncio.sleep(1.0 + 1.0 + 0.5)  # the cap, then the bounded close
+            assert wsauth.counters["connection_age"] == 1
+            assert watches() == []
+        finally:
+            writer.transport.abort()
+
+
+async def test_a_refresh_after_the_deadline_does_not_extend(secret: str, app_name: str) -> None:
+    """A refresh read after the deadline but before the watch ran (the event
+    loop was busy at the cap) is too late: not claimed, not answered, the
+    deadline not moved. The deadline is moved into the past by hand here, as
+    a busy loop would leave it, while the watch still sleeps."""
+    app, wsauth, _ = _app(app_name, secret, max_connection_age=30, refresh=True)
+
+    @app.websocket("/late")
+    async def late(request: Request, ws: Any) -> None:
+        async for message in ws:
+            if message == "expire":
+                lifetime = wsauth._lifetime._live[request]
+                lifetime.deadline = asyncio.get_running_loop().time() - 0.001
+            await ws.send(message)
+
+    async with serve(app) as srv:
+        ticket = wsauth.issue("alice")
+        async with connect(f"{srv.ws}/late?token={wsauth.issue('alice')}") as ws:
+            await ws.send("expire")
+            assert await ws.recv() == "expire"
+            await ws.send(_refresh_frame(ticket))
+            await ws.send("after")
+            assert await ws.recv() == "after"  # and no "wsauth.refreshed" before it
+        assert "refreshed" not in wsauth.counters
+        # Not spent: the late refresh's ticket still opens a socket.
+        async with connect(f"{srv.ws}/late?token={ticket}") as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+
+
+async def test_a_context_type_with_only_a_ticket_slot_works_with_the_cap(
+    secret: str, app_name: str
+) -> None:
+    """The README tells apps with their own context type to give it a
+    ``ticket`` attribute: that is all the age cap needs too."""
+
+    from sanic.request import Request as SanicRequest
+
+    class Context:
+        __slots__ = ("ticket",)
+
+    class TicketOnlyRequest(SanicRequest):
+        @staticmethod
+        def make_context() -> Any:
+            return Context()
+
+    app: Sanic[Any, Any] = Sanic(app_name, request_class=TicketOnlyRequest)
+    wsauth = WSAuth(app, secret_keys=secret, max_connection_age=1, refresh=True)
+
+    @app.websocket("/ws")
+    async def echo(request: Request, ws: Any) -> None:
+        async for message in ws:
+            await ws.send(f"{request.ctx.ticket.subject}: {message}")
+
+    async with serve(app) as srv:
+        async with connect(f"{srv.ws}/ws?token={wsauth.issue('alice')}") as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "alice: hi"
+            closed = await asyncio.wait_for(_closed(ws), LIVENESS)
+        assert _close_of(closed) == (4001, "connection_age")

@@ -100,6 +100,8 @@ class WSAuth:
         self._lifetime_armed = early.max_connection_age > 0
         if self._lifetime_armed:
             app.add_signal(self._lifetime.before_handler, "websocket.handler.before")
+            app.add_signal(self._lifetime.after_handler, "websocket.handler.after")
+            app.add_signal(self._lifetime.after_handler, "websocket.handler.exception")
         if authenticate is not None and early.token_path is not None:
             app.add_route(
                 TicketEndpoint(self, authenticate, authorize),

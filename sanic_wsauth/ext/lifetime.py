@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGE_CLOSE_CODE",
+    "ASGI_CLOSE_TIMEOUT",
     "AGE_CLOSE_REASON",
     "REFRESHED_TYPE",
     "REFRESH_CLOSE_CODE",
@@ -55,6 +56,9 @@ __all__ = [
 
 logger = logging.getLogger("sanic_wsauth")
 
+#: Seconds an ASGI close frame may wait for the server to send it (Sanic's own
+#: close timeout): a client that does not read would hold it for good.
+ASGI_CLOSE_TIMEOUT = 10.0
 #: Close code sent when a connection reaches its maximum age.
 AGE_CLOSE_CODE = 4001
 #: Close reason sent with :data:`AGE_CLOSE_CODE`.
@@ -198,7 +202,9 @@ class ConnectionLifetime:
         Returns:
             Whether the socket stays open.
         """
-        if self._closing or not self._is_open():
+        if self._closing or not self._is_open() or self._past_deadline():
+            # Too late (the watch closes it with 4001 next: the event loop was
+            # busy at the cap): the ticket is not spent.
             return False
         wsauth = self._wsauth
         request = self._request
@@ -211,9 +217,9 @@ class ConnectionLifetime:
             if not self._closing:  # else the cap closed it during the claim
                 await self._close(REFRESH_CLOSE_CODE, exc.reason)
             return False
-        if self._closing or not self._is_open():
-            # The cap fired, or the client left, during the claim (a Redis
-            # round trip): the ticket is spent, and the socket is not extended.
+        if self._closing or not self._is_open() or self._past_deadline():
+            # The cap fired or came due, or the client left, during the claim
+            # (a Redis round trip): the ticket is spent, the socket not extended.
             return False
         self.deadline = self._loop.time() + self.max_age
         request.ctx.ticket = ticket
@@ -226,6 +232,12 @@ class ConnectionLifetime:
             logger.debug("sanic-wsauth: socket closed before the refresh answer")
             return False
         return True
+
+    def _past_deadline(self) -> bool:
+        return self._loop.time() >= self.deadline
+
+    def handler_ended(self) -> None:
+        """The route's handler returned or raised (Sanic closes the socket next)."""
 
     async def watch(self) -> None:
         """Close the socket at the deadline; return early once it is gone."""
@@ -259,7 +271,11 @@ class AsgiLifetime(ConnectionLifetime):
     """The same protocol for Sanic behind an ASGI server.
 
     ASGI hands over whole messages, so refresh messages are taken out in
-    ``recv()``: a refresh is handled when the handler next reads.
+    ``recv()``: a refresh is handled when the handler next reads. The end of
+    the socket shows in ``recv()`` or, for a handler that returns without
+    reading it, in :meth:`handler_ended`. The close frame is bounded by
+    :data:`ASGI_CLOSE_TIMEOUT`: ASGI offers no way to cut a connection, so a
+    client that stops reading is left to the ASGI server's own timeouts.
     """
 
     def __init__(
@@ -310,11 +326,18 @@ class AsgiLifetime(ConnectionLifetime):
     def _is_open(self) -> bool:
         return not self._closed
 
+    def handler_ended(self) -> None:
+        self._closed = True
+        self._gone.set()  # the watch ends: nothing left to cap
+
     async def _close(self, code: int, reason: str) -> None:
         self._closed = True
         self._gone.set()
         try:
-            await asgi.close(self._request, code, reason)
+            # Bounded: the server's send waits while a client does not read.
+            await asyncio.wait_for(asgi.close(self._request, code, reason), ASGI_CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            logger.debug("sanic-wsauth: the ASGI close did not go out (the client is not reading)")
         except Exception:  # noqa: BLE001 - the client is already gone
             logger.debug("sanic-wsauth: ASGI socket already closed")
 
@@ -345,6 +368,8 @@ class LifetimeManager:
     def __init__(self, wsauth: WSAuth) -> None:
         self._wsauth = wsauth
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The lifetime of each socket whose handler runs, by its request.
+        self._live: dict[Request, ConnectionLifetime] = {}
 
     async def before_handler(self, request: Request, websocket: Any) -> None:
         """Signal handler: arm the age cap (and refresh) on this socket."""
@@ -361,10 +386,22 @@ class LifetimeManager:
             max_age=config.max_connection_age,
             refresh=config.refresh,
         )
-        request.ctx.wsauth_lifetime = lifetime
+        self._live[request] = lifetime
         task = asyncio.create_task(lifetime.watch())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # Also when no signal comes (a handler cancelled, or a closed socket
+        # raising in it): the entry goes with the watch.
+        task.add_done_callback(lambda _: self._live.pop(request, None))
+
+    async def after_handler(
+        self, request: Request, websocket: Any, exception: BaseException | None = None
+    ) -> None:
+        """Signal handler (``websocket.handler.after`` and ``.exception``): the
+        socket's handler is done, so is its lifetime."""
+        lifetime = self._live.pop(request, None)
+        if lifetime is not None:
+            lifetime.handler_ended()
 
     async def stop(self) -> None:
         """Cancel every watch (server stop)."""
