@@ -276,6 +276,11 @@ def test_flask_endpoint_refuses_bad_requests(secret: str) -> None:
             "/ws-ticket", headers={**bearer, "Content-Type": "application/json"}, data=data
         )
         assert response.status_code == 400 and response.get_json() == {"error": "bad_audience"}
+    # An audience it does not read (the query) or a null one: refused, not unbound.
+    response = client.post("/ws-ticket?audience=/ws/chat", headers=bearer)
+    assert response.status_code == 400 and response.get_json() == {"error": "bad_audience"}
+    response = client.post("/ws-ticket", headers=bearer, json={"audience": None})
+    assert response.status_code == 400 and response.get_json() == {"error": "bad_audience"}
     assert client.post("/ws-ticket", headers=bearer).status_code == 200  # no body: unbound
     assert client.get("/ws-ticket", headers=bearer).status_code == 405
 
