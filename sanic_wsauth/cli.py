@@ -176,6 +176,8 @@ def _check_listen(host: str, port: int) -> None:
     except OSError as exc:  # an unknown host (gaierror), a port taken, ...
         reason = exc.strerror or str(exc)
         raise _Failed(f"error: cannot listen on {host}:{port}: {reason}") from None
+    except (TypeError, ValueError):  # a name IDNA cannot encode (UnicodeError)
+        raise _Failed(f"error: cannot listen on {host!r}: not a host name or address") from None
 
 
 def _read_secret() -> tuple[str, str]:
@@ -236,8 +238,10 @@ def _cmd_issue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_token(text: str, stdin: IO[str]) -> str:
+def _read_token(text: str, stdin: IO[str] | None) -> str:
     if text == "-":
+        if stdin is None:  # started with standard input closed
+            raise _UsageError("standard input is closed: pass the ticket as an argument")
         # A ticket is a few hundred bytes: never slurp an unbounded stream.
         text = stdin.read(_STDIN_LIMIT)
     text = text.strip()
@@ -560,6 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 failed, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:  # started with standard output closed
+        _fail("error: standard output is closed")
+        return EXIT_FAILED
     if args.command != "demo" and isinstance(sys.stdout, io.TextIOWrapper):
         # Payloads are untrusted text: never die on an unencodable character.
         sys.stdout.reconfigure(errors="backslashreplace")
@@ -577,6 +584,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (`| head`): exit quietly, without a second
         # error when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:  # writing the output failed (a full disk, say)
+        _fail(f"error: cannot write the output: {exc.strerror or exc}")
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     return code

@@ -26,7 +26,7 @@ from sanic_wsauth import WSAuth
 from sanic_wsauth.exceptions import BadSignature
 from sanic_wsauth.tokens import TicketIssuer, TicketVerifier, decode_unverified
 
-from ._support import handshake, new_secret, serve
+from ._support import free_port, handshake, new_secret, serve
 
 SECRET_VARS = ("WSAUTH_SECRET", "SANIC_WSAUTH_SECRET")
 
@@ -461,3 +461,68 @@ def test_inspect_json_is_strict_json_even_for_a_nan_payload(secret: str) -> None
 
     payload = json.loads(report.stdout, parse_constant=strict)["payload"]
     assert payload["ext"] == {"n": "NaN", "big": ["-Infinity"]}
+
+
+def _run_with_fds(args: list[str], *, stdin: Any, stdout: Any, env: dict[str, str]) -> Any:
+    full_env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "sanic_wsauth", *args],
+        env=full_env,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_an_output_that_cannot_be_written_is_one_line(secret: str) -> None:
+    with open("/dev/full", "w") as full:  # every write fails: ENOSPC
+        for args in (
+            ["secret"],
+            ["issue", "--subject", "alice"],
+            ["inspect", mint(secret), "--json"],
+        ):
+            result = _run_with_fds(
+                args, stdin=subprocess.DEVNULL, stdout=full, env={"WSAUTH_SECRET": secret}
+            )
+            assert result.returncode == 1, (args, result.stderr)
+            assert result.stderr.splitlines() == [
+                "sanic-wsauth: error: cannot write the output: No space left on device"
+            ], args
+
+
+def test_closed_standard_streams_are_one_line(secret: str) -> None:
+    closed_stdin = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" -m sanic_wsauth inspect - <&-'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert closed_stdin.returncode == 2
+    assert closed_stdin.stderr.splitlines() == [
+        "sanic-wsauth: error: standard input is closed: pass the ticket as an argument"
+    ]
+    closed_stdout = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" -m sanic_wsauth secret >&-'],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert closed_stdout.returncode == 1
+    assert closed_stdout.stderr.splitlines() == ["sanic-wsauth: error: standard output is closed"]
+
+
+@pytest.mark.parametrize("host", ["ä" * 70, "\udcff"], ids=["idna-too-long", "not-utf8"])
+def test_a_host_that_is_no_name_is_one_line(secret: str, host: str) -> None:
+    env = {"WSAUTH_SECRET": secret, "WSAUTH_DEMO_API_KEY": "k"}
+    result = run_cli("demo", "--host", host, "--port", str(free_port()), env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].endswith(": not a host name or address")
