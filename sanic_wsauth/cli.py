@@ -215,9 +215,9 @@ def _cmd_issue(args: argparse.Namespace) -> int:
     claims = _parse_claims(args.claims) if args.claims is not None else None
     name, secret = _read_secret()
     try:
-        # Any size: a verifier may allow more than the default; the warning
+        # Any size (a verifier may allow more than the default): the warning
         # below says when the default would refuse it.
-        issuer = TicketIssuer(secret, salt=args.salt, max_age=args.max_age, max_token_bytes=2**31)
+        issuer = TicketIssuer(secret, salt=args.salt, max_age=args.max_age)
     except ConfigurationError as exc:
         raise _UsageError(f"{name}: {exc}") from None
     try:

@@ -525,9 +525,9 @@ class TicketIssuer:
             Each key must be at least 32 bytes.
         salt: Namespaces the derived key; must match the verifier's.
         max_age: Advertised lifetime in seconds (``expires_in``).
-        max_token_bytes: :meth:`issue` refuses to mint a longer ticket, which
-            a verifier with the same limit would refuse (the default is the
-            verifier's).
+        max_token_bytes: If set, :meth:`issue` refuses to mint a longer
+            ticket, which a verifier with that limit would refuse: pass the
+            verifiers' limit. None (the default) sets no limit.
         clock: Returns the current time in seconds; injected by tests.
 
     Raises:
@@ -542,11 +542,12 @@ class TicketIssuer:
         *,
         salt: str = SALT,
         max_age: int = DEFAULT_MAX_AGE,
-        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        max_token_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         _check_positive("max_age", max_age)
-        _check_positive("max_token_bytes", max_token_bytes)
+        if max_token_bytes is not None:
+            _check_positive("max_token_bytes", max_token_bytes)
         self.salt = salt
         self.max_age = max_age
         self.max_token_bytes = max_token_bytes
@@ -572,8 +573,8 @@ class TicketIssuer:
 
         Raises:
             ValueError: a field is empty, too long, not an IP, or not JSON; or
-                the ticket would be longer than ``max_token_bytes`` (too many
-                claims), so that no verifier with that limit would take it.
+                the ticket would be longer than ``max_token_bytes``, when set
+                (too many claims): no verifier with that limit would take it.
         """
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
             raise ValueError(f"subject must be a string of 1 to {MAX_SUBJECT_CHARS} characters")
@@ -589,7 +590,7 @@ class TicketIssuer:
         if claims:
             payload["ext"] = dict(claims)
         token = self.sign_payload(payload)
-        if len(token) > self.max_token_bytes:
+        if self.max_token_bytes is not None and len(token) > self.max_token_bytes:
             raise ValueError(
                 f"the ticket would be {len(token)} characters, over max_token_bytes "
                 f"({self.max_token_bytes}): send fewer or smaller claims"

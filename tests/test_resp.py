@@ -562,3 +562,58 @@ async def test_a_caller_cancelled_while_connecting_fails_only_itself(
     finally:
         private_redis.resume()
         await store.close()
+
+
+@pytest.mark.redis
+@PATHS
+async def test_a_stale_replica_answering_masterdown_is_left_for_the_next_claim(
+    redis_servers: Any, query: str
+) -> None:
+    """A replica that lost its primary (writable, not serving stale data)
+    answers MASTERDOWN: the claim fails closed and the store reconnects, so the
+    next claim reaches what the address leads to now."""
+    import redis
+
+    stale: RedisServer = redis_servers()
+    primary: RedisServer = redis_servers()
+    admin = redis.Redis(port=stale.port, socket_timeout=5)
+    admin.config_set("replica-read-only", "no")
+    admin.config_set("replica-serve-stale-data", "no")
+    admin.replicaof("127.0.0.1", 1)  # a primary that is gone
+    admin.close()
+    async with switchboard(stale.port) as board:
+        store = RedisReplayStore(f"redis://127.0.0.1:{board.port}/0{query}", timeout=RELAXED)
+        await store.open()
+        try:
+            with pytest.raises(StoreUnavailable) as info:
+                await store.claim(jti(), soon())
+            cause = str(info.value.__cause__)  # redis-py drops the error's code
+            assert cause.startswith("MASTERDOWN") or "Link with MASTER is down" in cause, cause
+            board.target = primary.port
+            assert await store.claim(jti(), soon()) is True
+        finally:
+            await store.close()
+
+
+async def test_closing_the_store_while_it_connects_fails_the_claim_closed() -> None:
+    """close() (at server stop, say) while a claim waits for the connection:
+    the claim raises StoreUnavailable (503), it is not cancelled itself."""
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)  # SELECT: answered too late
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisReplayStore(f"redis://127.0.0.1:{port}/1", timeout=RELAXED)
+    try:
+        claim = asyncio.ensure_future(store.claim(jti(), soon()))
+        await asyncio.sleep(0.2)
+        await store.close()
+        async with within(RELAXED):
+            with pytest.raises(StoreUnavailable):
+                await claim
+        assert not claim.cancelled()
+    finally:
+        server.close()

@@ -23,6 +23,7 @@ from sanic_wsauth import exceptions as exc
 from sanic_wsauth import tokens
 from sanic_wsauth.tokens import (
     COMPRESS_MIN_BYTES,
+    DEFAULT_MAX_TOKEN_BYTES,
     SALT,
     Ticket,
     TicketIssuer,
@@ -610,3 +611,19 @@ def test_signature_spelled_in_the_standard_alphabet_is_malformed(secret: str) ->
     with pytest.raises(exc.MalformedTicket):
         verifier.verify(respelled)
     assert verifier.verify(token).subject == "alice"
+
+
+def test_the_issuer_refuses_a_ticket_over_its_size_limit_when_given_one(secret: str) -> None:
+    import secrets as random_source
+
+    claims = {"blob": random_source.token_urlsafe(6000)}  # random: it does not compress
+    # No limit by default: another issuer may feed verifiers with a larger one.
+    roomy = TicketIssuer(secret).issue("alice", claims=claims)
+    assert len(roomy) > DEFAULT_MAX_TOKEN_BYTES
+    assert TicketVerifier(secret, max_token_bytes=len(roomy)).verify(roomy).subject == "alice"
+    limited = TicketIssuer(secret, max_token_bytes=DEFAULT_MAX_TOKEN_BYTES)
+    with pytest.raises(ValueError, match="over max_token_bytes"):
+        limited.issue("alice", claims=claims)
+    assert TicketVerifier(secret).verify(limited.issue("alice")).subject == "alice"
+    with pytest.raises(ValueError):
+        TicketIssuer(secret, max_token_bytes=0)

@@ -155,9 +155,11 @@ class TicketEndpoint:
             # Logged by type only: the text may quote them.
             logger.error(
                 "sanic-wsauth: authenticate() gave an identity no ticket can hold (%s): "
-                "the subject must be a string of 1 to %d characters, the claims JSON",
+                "the subject must be a string of 1 to %d characters, the claims JSON, "
+                "and the ticket at most WSAUTH_MAX_TOKEN_BYTES (%d)",
                 type(exc).__name__,
                 MAX_SUBJECT_CHARS,
+                config.max_token_bytes,
             )
             return error_response(AUTHENTICATOR_FAILED, 503)
         body: dict[str, Any] = {"token": token, "expires_in": config.max_age}

@@ -362,7 +362,7 @@ class RedisReplayStore(ReplayStore):
         next claims reach the new one.
         """
         from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import ReadOnlyError
+        from redis.exceptions import MasterDownError, ReadOnlyError
 
         client = self._redis_py()
         try:
@@ -372,7 +372,7 @@ class RedisReplayStore(ReplayStore):
             except RedisConnectionError:
                 result = await client.set(key, b"1", nx=True, px=ttl)
                 retried = True
-        except ReadOnlyError:
+        except (ReadOnlyError, MasterDownError):
             if self._owns_client:
                 await client.connection_pool.disconnect()
             raise

@@ -402,7 +402,16 @@ class LeanRedis:
         if attempt is None:
             attempt = self._connecting = loop.create_task(self._open(deadline))
             attempt.add_done_callback(self._connected)
-        return await bounded(asyncio.shield(attempt), max(0.0, deadline - loop.time()))
+        try:
+            return await bounded(asyncio.shield(attempt), max(0.0, deadline - loop.time()))
+        except asyncio.CancelledError:
+            # close() cancelled the attempt: this caller was not cancelled
+            # itself, so it fails like any call that cannot connect.
+            task = asyncio.current_task()
+            cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+            if attempt.cancelled() and not (cancelling is not None and cancelling()):
+                raise ConnectionError("the connection was closed while it opened") from None
+            raise
 
     def _connected(self, attempt: asyncio.Task[_Connection]) -> None:
         if self._connecting is attempt:
