@@ -430,7 +430,11 @@ class Switchboard:
         assert task is not None
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except BaseException:
+            writer.close()
+            raise
 
         async def down() -> None:
             while data := await up_reader.read(65536):
@@ -599,10 +603,17 @@ async def test_closing_the_store_while_it_connects_fails_the_claim_closed() -> N
     """close() (at server stop, say) while a claim waits for the connection:
     the claim raises StoreUnavailable (503), it is not cancelled itself."""
 
+    handlers: list[asyncio.Task[Any]] = []
+
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(65536)  # SELECT: answered too late
-        await asyncio.sleep(5)
-        writer.close()
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        try:
+            await reader.read(65536)  # SELECT: answered too late
+            await asyncio.sleep(5)
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(slow, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -617,3 +628,6 @@ async def test_closing_the_store_while_it_connects_fails_the_claim_closed() -> N
         assert not claim.cancelled()
     finally:
         server.close()
+        for handler in handlers:
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
