@@ -144,6 +144,10 @@ def test_reconnects_by_itself_after_a_server_restart(
         demo.echo("before the restart")
     try:
         demo.expect_state("reconnecting")
+        # The client retries while the server is down (its ticket requests
+        # fail): wait for one such failure before the server comes back, or a
+        # fast restart could beat the first retry.
+        wait_until(demo.page, lambda: demo.token_failures, what="a failed ticket request")
         # Same port, same secret: a new process with an empty replay set.
         with demo_process(tmp_path, demo_env, port=port):
             demo.expect_state("open", timeout=60)
