@@ -562,6 +562,26 @@ async def test_asgi_a_refused_refresh_ends_the_handlers_messages(
     assert wsauth.counters["missing"] == 1
 
 
+async def _not_reading_client(
+    port: int, ticket: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open /flood with a tiny receive buffer, and never read from it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /flood?token={ticket} HTTP/1.1\r\nHost: x\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    return reader, writer
+
+
 @pytest.mark.parametrize("how", ["cap", "refused-refresh"])
 async def test_a_client_that_stops_reading_is_cut_off(secret: str, app_name: str, how: str) -> None:
     """The handler floods a client that reads nothing: its send holds the
@@ -586,19 +606,7 @@ async def test_a_client_that_stops_reading_is_cut_off(secret: str, app_name: str
             await watcher
 
     async with serve(app) as srv:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", srv.port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET /flood?token={wsauth.issue('alice')} HTTP/1.1\r\nHost: x\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+        reader, writer = await _not_reading_client(srv.port, wsauth.issue("alice"))
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIVENESS)
             assert head.startswith(b"HTTP/1.1 101")
@@ -670,20 +678,8 @@ async def test_asgi_the_cap_is_not_held_by_a_close_that_cannot_go_out(
 
     async with uvicorn_server(app) as host:
         port = int(host.rsplit(":", 1)[1])
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock)
+        reader, writer = await _not_reading_client(port, wsauth.issue("alice"))
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write(
-                (
-                    f"GET /flood?token={wsauth.issue('alice')} HTTP/1.1\r\nHost: x\r\n"
-                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                ).encode()
-            )
             await asyncio.wait_for(flooding.wait(), LIVENESS)
             await asyncio.sleep(1.0 + 1.0 + 0.5)  # the cap, then the bounded close
             assert wsauth.counters["connection_age"] == 1
