@@ -166,8 +166,9 @@ class RedisReplayStore(ReplayStore):
     the second finds the key, and as that nil cannot tell a replay from the
     first ``SET``, the claim fails closed (503), never 401 ``replayed`` for a
     ticket that may not have been used. An error reply that says the node is
-    no longer the primary (``READONLY``: a failover behind one address) drops
-    the store's connections, so the next claims reach the new primary.
+    no longer a usable primary (``READONLY`` or ``MASTERDOWN``: a failover
+    behind one address) drops the store's connections, so the next claims
+    reach the new primary.
 
     Args:
         url: ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
