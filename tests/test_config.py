@@ -13,7 +13,15 @@ from sanic import Sanic
 from sanic_wsauth import ConfigurationError, TicketVerifier, WeakSecretError, WSAuth
 from sanic_wsauth.ext.config import WSAuthConfig, resolve_config
 
-from ._support import free_port, new_secret, post_token, stop_process_group, wait_for_port
+from ._support import (
+    free_port,
+    handshake,
+    new_secret,
+    post_token,
+    serve,
+    stop_process_group,
+    wait_for_port,
+)
 
 
 def test_defaults() -> None:
@@ -71,12 +79,74 @@ def test_env_style_strings_are_converted() -> None:
         ("WSAUTH_MAX_AGE", float("nan")),
         ("WSAUTH_MAX_AGE", 1.9),  # not silently 1
         ("WSAUTH_LEEWAY", 2.5),
+        # Tickets are meant to live seconds: a huge age never expires (and
+        # overflows Redis's PX, so every claim failed).
+        ("WSAUTH_MAX_AGE", 10**16),
+        ("WSAUTH_LEEWAY", 10**9),
+        # Paths a fixed route cannot serve (a parameter gave a 500 per request;
+        # a query or a dot segment a route nobody requests).
+        ("WSAUTH_STATIC_PATH", "/js/<name>"),
+        ("WSAUTH_TOKEN_PATH", "/auth/<tenant>"),
+        ("WSAUTH_STATIC_PATH", "/js/wsauth.js?v=1"),
+        ("WSAUTH_STATIC_PATH", "/js/../wsauth.js"),
+        ("WSAUTH_TOKEN_PATH", "/auth/ token"),
     ],
 )
 def test_bad_values_are_refused(key: str, value: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
         resolve_config({key: value, "WSAUTH_SECRET": "k" * 40}, {})
     assert key in str(info.value)
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_boolean_keeps_its_default(empty: str) -> None:
+    """An unset variable in a compose file arrives as "": it must not read as
+    false, which would switch the origin check or log redaction off."""
+    config = resolve_config(
+        {
+            "WSAUTH_SECRET": "k" * 40,
+            "WSAUTH_CHECK_ORIGIN": empty,
+            "WSAUTH_REDACT_LOGS": empty,
+            "WSAUTH_REFRESH": empty,
+        },
+        {},
+    )
+    assert (config.check_origin, config.redact_logs, config.refresh) == (True, True, False)
+
+
+async def test_an_empty_check_origin_from_the_environment_still_checks(
+    app_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sanic import Request
+
+    monkeypatch.setenv("SANIC_WSAUTH_CHECK_ORIGIN", "")
+    app: Sanic[Any, Any] = Sanic(app_name)
+    wsauth = WSAuth(app, secret_keys="k" * 40)
+
+    @app.websocket("/ws")
+    async def echo(request: Request, ws: Any) -> None:
+        await ws.send("hi")
+
+    async with serve(app) as srv:
+        refused = await handshake(
+            f"{srv.ws}/ws?token={wsauth.issue('a')}", origin="https://evil.example", send=None
+        )
+    assert refused.status == 403
+
+
+def test_a_second_extension_on_one_app_is_refused(app_name: str) -> None:
+    app: Sanic[Any, Any] = Sanic(app_name)
+    WSAuth(app, secret_keys="k" * 40)
+    with pytest.raises(ConfigurationError, match="already installed"):
+        WSAuth(app, secret_keys="k" * 40)
+
+
+def test_an_unparsable_redis_url_is_a_configuration_error_without_the_password() -> None:
+    from sanic_wsauth import RedisReplayStore
+
+    with pytest.raises(ConfigurationError) as info:
+        RedisReplayStore("redis://:hunter2-secret@[::1:6379/0")
+    assert "hunter2" not in str(info.value)
 
 
 def test_unknown_option_is_refused_at_construction(app_name: str) -> None:

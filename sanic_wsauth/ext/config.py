@@ -9,6 +9,7 @@ which wins over the default.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -66,6 +67,13 @@ def config_key(name: str) -> str:
     return CONFIG_PREFIX + name.upper()
 
 
+#: A value that means "not set": the setting keeps its default.
+_UNSET: Any = object()
+#: Upper bounds on the ticket's lifetime settings: a ticket is meant to live
+#: seconds; a huge one would never expire (and overflow Redis's PX).
+_MAXIMUM = {"max_age": 86_400, "leeway": 3_600}
+
+
 def _as_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -73,7 +81,7 @@ def _as_bool(name: str, value: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
         return True
-    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off", ""}:
+    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
         return False
     raise ConfigurationError(f"{config_key(name)} must be a boolean, got {value!r}")
 
@@ -99,6 +107,8 @@ def _as_number(name: str, value: Any, kind: type[int] | type[float], minimum: fl
         raise ConfigurationError(f"{config_key(name)} must be a finite number, got {value!r}")
     if number < minimum:
         raise ConfigurationError(f"{config_key(name)} must be at least {minimum}")
+    if name in _MAXIMUM and number > _MAXIMUM[name]:
+        raise ConfigurationError(f"{config_key(name)} must be at most {_MAXIMUM[name]} (seconds)")
     return number
 
 
@@ -141,11 +151,21 @@ def _as_secrets(name: str, value: Any) -> tuple[str | bytes, ...]:
     return tuple(keys)
 
 
+#: What a fixed route path may not hold: route parameters (``<name>``), a
+#: query or fragment, white space, or dot segments (a browser never asks for them).
+_NOT_A_PATH = re.compile(r"[<>?#\s]|/\.\.?(?:/|$)")
+
+
 def _as_path(name: str, value: Any) -> str | None:
     if value is None or value is False or value == "":
         return None
     if not isinstance(value, str) or not value.startswith("/"):
         raise ConfigurationError(f"{config_key(name)} must be a path starting with '/'")
+    if _NOT_A_PATH.search(value):
+        raise ConfigurationError(
+            f"{config_key(name)} must be a plain path: no <parameters>, query, fragment, "
+            "white space or . and .. segments"
+        )
     return value
 
 
@@ -180,6 +200,10 @@ def _convert(name: str, value: Any) -> Any:
         "refresh",
         "redact_logs",
     ):
+        if isinstance(value, str) and not value.strip():
+            # Empty (an unset variable in a compose file, say): the default,
+            # not false, which would switch a defence such as CHECK_ORIGIN off.
+            return _UNSET
         return _as_bool(name, value)
     return _as_str(name, value)
 
@@ -202,6 +226,8 @@ def resolve_config(app_config: Mapping[str, Any], options: Mapping[str, Any]) ->
             values[name] = _convert(name, app_config[key])
         elif option in options:
             values[name] = _convert(name, options[option])
+        if values.get(name) is _UNSET:
+            del values[name]
     config = WSAuthConfig(**values)
     if not config.secret:
         raise WeakSecretError(

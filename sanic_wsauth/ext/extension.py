@@ -67,6 +67,10 @@ class WSAuth:
         store: ReplayStore | None = None,
         **options: Any,
     ) -> None:
+        if getattr(app.ctx, "wsauth", None) is not None:
+            # A second guard would claim each ticket again: with a shared
+            # store, every handshake would be refused as replayed.
+            raise ConfigurationError(f"WSAuth is already installed on app {app.name!r}")
         if secret_keys is not None:
             options["secret_keys"] = secret_keys
         self.app = app

@@ -206,7 +206,13 @@ class RedisReplayStore(ReplayStore):
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("RedisReplayStore needs either a url or a client")
-        if url is not None and urlsplit(url).scheme not in _SCHEMES:
+        try:
+            scheme = urlsplit(url).scheme if url is not None else None
+        except ValueError:  # an unclosed [IPv6 bracket, say; not echoed: it may hold a password
+            raise ConfigurationError(
+                "unusable Redis URL: it cannot be parsed (an unclosed [ of an IPv6 address?)"
+            ) from None
+        if url is not None and scheme not in _SCHEMES:
             raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
         if url is not None and _misplaced_at(url):
             raise ConfigurationError(
