@@ -167,6 +167,18 @@ def test_weak_secret_is_refused(app_name: str, weak: str) -> None:
         ext.configure()
 
 
+@pytest.mark.parametrize("setting", ["WSAUTH_SECRET", "WSAUTH_VERIFY_SECRETS"])
+def test_a_weak_key_is_named_by_its_setting_and_place(setting: str) -> None:
+    good, weak = "k" * 40, "short-old-key"
+    settings = {"WSAUTH_SECRET": good, setting: f"{good},{weak}" if "VERIFY" in setting else weak}
+    with pytest.raises(WeakSecretError) as info:
+        resolve_config(settings, {})
+    message = str(info.value)
+    position = 2 if "VERIFY" in setting else 1
+    assert message.startswith(f"{setting}: key {position} is 13 bytes; at least 32")
+    assert weak not in message and good not in message
+
+
 def test_numeric_env_secret_is_refused(monkeypatch: pytest.MonkeyPatch, app_name: str) -> None:
     # Sanic converts SANIC_* env values: a numeric secret arrives as an int.
     monkeypatch.setenv("SANIC_WSAUTH_SECRET", "1" * 40)

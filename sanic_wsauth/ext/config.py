@@ -20,6 +20,7 @@ from ..tokens import (
     DEFAULT_LEEWAY,
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_TOKEN_BYTES,
+    MIN_KEY_BYTES,
     SALT,
 )
 
@@ -141,11 +142,21 @@ def _as_secrets(name: str, value: Any) -> tuple[str | bytes, ...]:
             f"{config_key(name)} must be a string, not {type(value).__name__}; {_KEYGEN_HINT}"
         )
     keys: list[str | bytes] = []
-    for key in value:
+    for position, key in enumerate(value, 1):
         # Bytes stay bytes: any byte string is a key, UTF-8 or not.
         if not isinstance(key, (str, bytes)):
             raise WeakSecretError(
                 f"{config_key(name)} must be a string, not {type(key).__name__}; {_KEYGEN_HINT}"
+            )
+        try:
+            size = len(key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:  # a lone surrogate: the token core says so
+            size = MIN_KEY_BYTES
+        if size < MIN_KEY_BYTES:
+            # Named here, with its place in the list, never echoed.
+            raise WeakSecretError(
+                f"{config_key(name)}: key {position} is {size} bytes; at least "
+                f"{MIN_KEY_BYTES} are required; {_KEYGEN_HINT}"
             )
         keys.append(key)
     return tuple(keys)

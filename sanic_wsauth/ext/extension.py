@@ -12,7 +12,7 @@ from sanic import Request, Sanic
 from ..exceptions import ConfigurationError, WSAuthError
 from ..stores.base import ReplayStore
 from ..stores.memory import MemoryReplayStore
-from ..tokens import TicketIssuer, TicketVerifier
+from ..tokens import MIN_KEY_BYTES, TicketIssuer, TicketVerifier
 from .config import WSAuthConfig, config_key, resolve_config
 from .endpoint import Authenticate, Authorize, TicketEndpoint
 from .guard import HandshakeGuard
@@ -87,7 +87,7 @@ class WSAuth:
         self.counters: Counter[str] = Counter()
 
         # Routes must exist before the app starts: read their paths now.
-        early = resolve_config({**app.config, config_key("secret"): "-"}, options)
+        early = resolve_config({**app.config, config_key("secret"): "-" * MIN_KEY_BYTES}, options)
         self._early = early
         self._has_endpoint = authenticate is not None
         self._redactor = TicketRedactor(
