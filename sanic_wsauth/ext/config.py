@@ -70,9 +70,10 @@ def config_key(name: str) -> str:
 
 #: A value that means "not set": the setting keeps its default.
 _UNSET: Any = object()
-#: Upper bounds on the ticket's lifetime settings: a ticket is meant to live
-#: seconds; a huge one would never expire (and overflow Redis's PX).
-_MAXIMUM = {"max_age": 86_400, "leeway": 3_600}
+#: Upper bounds on the ticket's lifetime settings (seconds): a ticket is meant
+#: to live seconds; a huge one would never expire (and overflow Redis's PX).
+_MAX_AGE_LIMIT = 86_400
+_LEEWAY_LIMIT = 3_600
 
 
 def _as_bool(name: str, value: Any) -> bool:
@@ -87,8 +88,14 @@ def _as_bool(name: str, value: Any) -> bool:
     raise ConfigurationError(f"{config_key(name)} must be a boolean, got {value!r}")
 
 
-def _as_number(name: str, value: Any, kind: type[int] | type[float], minimum: float) -> Any:
-    """A finite number of at least ``minimum``; for an ``int`` setting, a whole one.
+def _as_number(
+    name: str,
+    value: Any,
+    kind: type[int] | type[float],
+    minimum: float,
+    maximum: float = math.inf,
+) -> Any:
+    """A finite number from ``minimum`` to ``maximum``; for an ``int`` setting, a whole one.
 
     Sanic's environment loader turns ``nan``, ``inf`` and ``1.5`` into floats:
     NaN would switch a ``> 0`` check off, infinity would lift a bound (and
@@ -108,8 +115,8 @@ def _as_number(name: str, value: Any, kind: type[int] | type[float], minimum: fl
         raise ConfigurationError(f"{config_key(name)} must be a finite number, got {value!r}")
     if number < minimum:
         raise ConfigurationError(f"{config_key(name)} must be at least {minimum}")
-    if name in _MAXIMUM and number > _MAXIMUM[name]:
-        raise ConfigurationError(f"{config_key(name)} must be at most {_MAXIMUM[name]} (seconds)")
+    if number > maximum:
+        raise ConfigurationError(f"{config_key(name)} must be at most {maximum} (seconds)")
     return number
 
 
@@ -195,10 +202,12 @@ def _convert(name: str, value: Any) -> Any:
         return _as_path(name, value)
     if name == "redis_url":
         return None if value in (None, "") else _as_str(name, value)
-    if name in ("max_age", "max_token_bytes", "store_max_entries"):
+    if name == "max_age":
+        return _as_number(name, value, int, 1, _MAX_AGE_LIMIT)
+    if name in ("max_token_bytes", "store_max_entries"):
         return _as_number(name, value, int, 1)
     if name == "leeway":
-        return _as_number(name, value, int, 0)
+        return _as_number(name, value, int, 0, _LEEWAY_LIMIT)
     if name == "redis_timeout":
         return _as_number(name, value, float, 0.001)
     if name == "max_connection_age":
