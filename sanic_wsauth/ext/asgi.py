@@ -29,12 +29,16 @@ _EXTENSION = "websocket.http.response"
 _POLICY_VIOLATION = 1008
 
 
+def _scope(request: Request) -> MutableMapping[str, Any] | None:
+    """The ASGI scope of ``request``; None for Sanic's own server."""
+    scope = getattr(request.transport, "scope", None)
+    return scope if isinstance(scope, MutableMapping) else None
+
+
 def websocket_scope(request: Request) -> MutableMapping[str, Any] | None:
     """Return the ASGI scope if ``request`` is a websocket under ASGI, else None."""
-    scope = getattr(request.transport, "scope", None)
-    if isinstance(scope, MutableMapping) and scope.get("type") == "websocket":
-        return scope
-    return None
+    scope = _scope(request)
+    return scope if scope is not None and scope.get("type") == "websocket" else None
 
 
 def scope_is_secure(request: Request) -> bool:
@@ -44,8 +48,8 @@ def scope_is_secure(request: Request) -> bool:
     proxy headers the server was told to trust (uvicorn's ``--proxy-headers``).
     False for Sanic's own server (no scope).
     """
-    scope = getattr(request.transport, "scope", None)
-    return isinstance(scope, MutableMapping) and scope.get("scheme") in ("wss", "https")
+    scope = _scope(request)
+    return scope is not None and scope.get("scheme") in ("wss", "https")
 
 
 def route_refusal(request: Request) -> None:

@@ -30,6 +30,7 @@ from ..exceptions import (
 )
 from ..tokens import Ticket, comparable_bytes
 from . import asgi
+from .headers import ORIGIN as _ORIGIN
 from .headers import header_get as _get
 from .headers import header_getall as _getall
 from .policy import RoutePolicy, policy_for
@@ -67,7 +68,6 @@ _CONNECTION = istr("connection")
 #: 16 bytes in base64: 22 characters of the alphabet, then "==".
 _KEY_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
 _PROTOCOL = istr(PROTOCOL_HEADER)
-_ORIGIN = istr("origin")
 _THIRTEEN = ["13"]
 
 

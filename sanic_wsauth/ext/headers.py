@@ -8,9 +8,12 @@ directly skips it.
 
 from __future__ import annotations
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
-__all__ = ["header_get", "header_getall"]
+__all__ = ["ORIGIN", "header_get", "header_getall"]
 
 header_get = CIMultiDict.get
 header_getall = CIMultiDict.getall
+#: ``Origin`` as multidict's case-insensitive name (read by the origin check and
+#: the guard's pre-check): a lookup skips folding it.
+ORIGIN = istr("origin")

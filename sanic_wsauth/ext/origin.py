@@ -10,6 +10,7 @@ from sanic.config import Config
 
 from ..exceptions import OriginForbidden
 from .asgi import scope_is_secure
+from .headers import ORIGIN as _ORIGIN
 from .headers import header_get as _get
 from .headers import header_getall as _getall
 
@@ -19,7 +20,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 #: Distinct origin strings remembered per policy; past this the memo starts
 #: afresh, so odd Origin headers cannot grow it without bound.
 MEMO_SIZE = 512
-_ORIGIN = istr("origin")
 _HOST = istr("host")
 #: dict's C method, past the Python-level ``__getattr__`` of Sanic's Config.
 _config_get = dict.get
