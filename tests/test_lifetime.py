@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from sanic_wsauth import ConfigurationError, MemoryReplayStore, TicketIssuer, WSAuth
 from sanic_wsauth.demo import DEMO_SUBPROTOCOL
-from sanic_wsauth.ext.lifetime import NOT_REFRESH, parse_refresh
+from sanic_wsauth.ext.lifetime import NOT_REFRESH, ConnectionLifetime, parse_refresh
 
 from ._support import Served, post_token, run_demo, serve
 from .test_asgi import _app as asgi_app
@@ -622,6 +623,11 @@ async def test_a_client_that_stops_reading_is_cut_off(secret: str, app_name: str
     assert wsauth.counters[reason] == 1
 
 
+def _watch_tasks() -> list[asyncio.Task[Any]]:
+    """The age-cap watches still running."""
+    return [t for t in asyncio.all_tasks() if "watch" in repr(t.get_coro())]
+
+
 async def test_asgi_a_handler_that_returns_ends_its_lifetime(secret: str, app_name: str) -> None:
     """Behind uvicorn, a handler that answers and returns without reading the
     end of the socket: its lifetime ends with it, not at the cap (no watch
@@ -638,9 +644,6 @@ async def test_asgi_a_handler_that_returns_ends_its_lifetime(secret: str, app_na
         await ws.send("hello")
         raise RuntimeError("handler bug")  # websocket.handler.exception
 
-    def watches() -> list[asyncio.Task[Any]]:
-        return [t for t in asyncio.all_tasks() if "watch" in repr(t.get_coro())]
-
     async with uvicorn_server(app) as host:
         for path in ["/once"] * 5 + ["/fails"] * 5:
             async with connect(f"ws://{host}{path}?token={wsauth.issue('alice')}") as ws:
@@ -648,7 +651,7 @@ async def test_asgi_a_handler_that_returns_ends_its_lifetime(secret: str, app_na
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(ws.recv(), LIVENESS)
         await asyncio.sleep(0.3)
-        assert watches() == []
+        assert _watch_tasks() == []
         await asyncio.sleep(1.2)  # past the cap
     assert wsauth.counters == {"accepted": 10}
 
@@ -673,9 +676,6 @@ async def test_asgi_the_cap_is_not_held_by_a_close_that_cannot_go_out(
         while True:
             await ws.send(b"x" * 65536)
 
-    def watches() -> list[asyncio.Task[Any]]:
-        return [t for t in asyncio.all_tasks() if "watch" in repr(t.get_coro())]
-
     async with uvicorn_server(app) as host:
         port = int(host.rsplit(":", 1)[1])
         reader, writer = await _not_reading_client(port, wsauth.issue("alice"))
@@ -683,7 +683,7 @@ async def test_asgi_the_cap_is_not_held_by_a_close_that_cannot_go_out(
             await asyncio.wait_for(flooding.wait(), LIVENESS)
             await asyncio.sleep(1.0 + 1.0 + 0.5)  # the cap, then the bounded close
             assert wsauth.counters["connection_age"] == 1
-            assert watches() == []
+            assert _watch_tasks() == []
         finally:
             writer.transport.abort()
 
@@ -699,7 +699,11 @@ async def test_a_refresh_after_the_deadline_does_not_extend(secret: str, app_nam
     async def late(request: Request, ws: Any) -> None:
         async for message in ws:
             if message == "expire":
-                lifetime = wsauth._lifetime._live[request]
+                [lifetime] = [
+                    o
+                    for o in gc.get_objects()
+                    if isinstance(o, ConnectionLifetime) and o._request is request
+                ]
                 lifetime.deadline = asyncio.get_running_loop().time() - 0.001
             await ws.send(message)
 

@@ -236,9 +236,6 @@ class ConnectionLifetime:
     def _past_deadline(self) -> bool:
         return self._loop.time() >= self.deadline
 
-    def handler_ended(self) -> None:
-        """The route's handler returned or raised (Sanic closes the socket next)."""
-
     async def watch(self) -> None:
         """Close the socket at the deadline; return early once it is gone."""
         try:
@@ -327,6 +324,8 @@ class AsgiLifetime(ConnectionLifetime):
         return not self._closed
 
     def handler_ended(self) -> None:
+        """The route's handler returned or raised without reading the end of
+        the socket (Sanic's own server sees the connection close instead)."""
         self._closed = True
         self._gone.set()  # the watch ends: nothing left to cap
 
@@ -368,8 +367,8 @@ class LifetimeManager:
     def __init__(self, wsauth: WSAuth) -> None:
         self._wsauth = wsauth
         self._tasks: set[asyncio.Task[None]] = set()
-        #: The lifetime of each socket whose handler runs, by its request.
-        self._live: dict[Request, ConnectionLifetime] = {}
+        #: The lifetime of each ASGI socket whose handler runs, by its request.
+        self._asgi_live: dict[Request, AsgiLifetime] = {}
 
     async def before_handler(self, request: Request, websocket: Any) -> None:
         """Signal handler: arm the age cap (and refresh) on this socket."""
@@ -386,20 +385,21 @@ class LifetimeManager:
             max_age=config.max_connection_age,
             refresh=config.refresh,
         )
-        self._live[request] = lifetime
         task = asyncio.create_task(lifetime.watch())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        # Also when no signal comes (a handler cancelled, or a closed socket
-        # raising in it): the entry goes with the watch.
-        task.add_done_callback(lambda _: self._live.pop(request, None))
+        if isinstance(lifetime, AsgiLifetime):
+            self._asgi_live[request] = lifetime
+            # Also when no signal comes (a handler cancelled, or a closed
+            # socket raising in it): the entry goes with the watch.
+            task.add_done_callback(lambda _: self._asgi_live.pop(request, None))
 
     async def after_handler(
         self, request: Request, websocket: Any, exception: BaseException | None = None
     ) -> None:
         """Signal handler (``websocket.handler.after`` and ``.exception``): the
         socket's handler is done, so is its lifetime."""
-        lifetime = self._live.pop(request, None)
+        lifetime = self._asgi_live.pop(request, None)
         if lifetime is not None:
             lifetime.handler_ended()
 
