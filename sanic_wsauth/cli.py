@@ -581,13 +581,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Failed as exc:
         _fail(str(exc))
         return EXIT_FAILED
-    except BrokenPipeError:
-        # The reader went away (`| head`): exit quietly, without a second
-        # error when Python flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
-    except OSError as exc:  # writing the output failed (a full disk, say)
-        _fail(f"error: cannot write the output: {exc.strerror or exc}")
+    except OSError as exc:  # writing the output failed
+        # The reader went away (`| head`): exit quietly. Any other failure (a
+        # full disk, say) gets one line. Either way, no second error when
+        # Python flushes stdout at exit.
+        if not isinstance(exc, BrokenPipeError):
+            _fail(f"error: cannot write the output: {exc.strerror or exc}")
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     return code

@@ -295,10 +295,14 @@ function queryKey(pair) {
   }
 }
 
+/** The page's URL, against which relative URLs resolve (none outside a page). */
+function pageUrl() {
+  return typeof location === "undefined" ? undefined : location.href;
+}
+
 /** @param {string} url */
 function socketUrl(url) {
-  const base = typeof location === "undefined" ? undefined : location.href;
-  const parsed = new URL(url, base);
+  const parsed = new URL(url, pageUrl());
   if (parsed.protocol === "http:") parsed.protocol = "ws:";
   else if (parsed.protocol === "https:") parsed.protocol = "wss:";
   if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
@@ -384,7 +388,7 @@ function normalize(options) {
   }
   const tokenUrlParsed = (() => {
     try {
-      return new URL(tokenUrl, typeof location === "undefined" ? undefined : location.href);
+      return new URL(tokenUrl, pageUrl());
     } catch {
       return null;
     }
