@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# setup.py builds the optional C accelerator: a change to it, or to its source, reinstalls.
+$(STAMP): pyproject.toml setup.py sanic_wsauth/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[redis,test,bench,dev]'
@@ -34,3 +35,4 @@ bench-instructions: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
+	rm -f sanic_wsauth/_speedups*.so

@@ -1,7 +1,7 @@
 """Instructions per websocket cycle, counted by callgrind: a deterministic benchmark.
 
 ``python -m benchmarks.instructions [--cycles N] [--warmup W] [--out DIR]
-[--variants public,public-b,memory,redis,seed] [--quick] [--keep-dumps]``
+[--variants public,public-b,memory,memory-py,redis,seed] [--quick] [--keep-dumps]``
 
 Wall-clock throughput on a small shared machine strays by several percent from
 run to run; the user-space instructions a process executes for the same work
@@ -19,7 +19,9 @@ and ``_run``, concurrency 1): connect (the handshake), send ``ping``, receive
 the echo, close; tickets issued before the window (ours for memory/redis, the
 seed's ``SET ... EX`` in Redis for seed, none for public). ``public-b`` is a
 second, identical no-auth server: the A/A control; its ratio to ``public``
-shows how repeatable the counts are.
+shows how repeatable the counts are. ``memory-py`` is ``memory`` with the C
+accelerator switched off (``SANIC_WSAUTH_NO_EXTENSIONS=1``): the pure-Python
+verify, as on a machine where the extension was not built.
 
 Three things would make the counts depend on timing rather than on the work,
 so they are removed on purpose, in every variant alike:
@@ -68,7 +70,9 @@ __all__ = [
 ]
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-DEFAULT_VARIANTS = ("public", "public-b", "memory", "redis", "seed")
+DEFAULT_VARIANTS = ("public", "public-b", "memory", "memory-py", "redis", "seed")
+#: Variants that run another's server with the C accelerator switched off.
+PURE_PYTHON = {"memory-py": "memory"}
 QUICK_VARIANTS = ("public", "memory")
 BASELINE = "public"
 CONTROL = "public-b"
@@ -246,7 +250,9 @@ def measure(
         VARIANT_ENV,
     )
 
-    (config,) = [c for c in CONFIGS if c.name == name and c.mode == "handshake"]
+    base = PURE_PYTHON.get(name, name)
+    (config,) = [c for c in CONFIGS if c.name == base and c.mode == "handshake"]
+    label = config.label + (", pure Python (no C accelerator)" if name in PURE_PYTHON else "")
     prefix = f"wsauth-instr:{secrets.token_hex(4)}:"
     env = {
         **os.environ,
@@ -257,6 +263,9 @@ def measure(
         TIMEOUT_ENV: str(SANIC_TIMEOUT),
         VARIANT_ENV: config.server,
     }
+    env.pop("SANIC_WSAUTH_NO_EXTENSIONS", None)
+    if name in PURE_PYTHON:
+        env["SANIC_WSAUTH_NO_EXTENSIONS"] = "1"
     started: list[Traced] = []
     try:
         redis: Traced | None = None
@@ -333,7 +342,7 @@ def measure(
             raise RuntimeError(f"{name}: {done['errors']} failed cycles: {done['samples']}")
         return Measurement(
             name=name,
-            label=config.label,
+            label=label,
             cycles=cycles,
             server=server.dump().total,
             client=client.dump().total,

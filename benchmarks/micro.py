@@ -47,7 +47,8 @@ DESCRIPTIONS: dict[str, str] = {
     "stock.dumps": "itsdangerous URLSafeTimedSerializer.dumps({jti, sub})",
     "pyjwt.encode": "PyJWT jwt.encode({jti, sub, iat, exp}, HS256)",
     "seed.issue.memory": "seed: uuid4 into an in-process TTL cache",
-    "ours.verify": "TicketVerifier.verify(token)",
+    "ours.verify": "TicketVerifier.verify(token), with the C accelerator when built",
+    "ours.verify.python": "TicketVerifier.verify(token), pure Python (accelerator off)",
     "stock.loads": "itsdangerous URLSafeTimedSerializer.loads(token, max_age=LIFETIME)",
     "pyjwt.decode": "PyJWT jwt.decode(token, HS256)",
     "floor": "floor: one hmac.digest + urlsafe_b64decode + json.loads",
@@ -198,6 +199,8 @@ def run_micro(
 
     issuer = TicketIssuer(secret)
     verifier = TicketVerifier(secret, max_age=LIFETIME)
+    python_verifier = TicketVerifier(secret, max_age=LIFETIME)
+    python_verifier._plain = None  # as where the extension is not built
     stock = stock_serializer(secret)
     key = _derive(secret.encode(), SALT.encode())
     jwt_key = secret.encode()
@@ -245,6 +248,7 @@ def run_micro(
         ),
         "seed.issue.memory": _timed(lambda s: cache.issue(s), [SUBJECT]),
         "ours.verify": _timed(lambda t: verifier.verify(t), tokens),
+        "ours.verify.python": _timed(lambda t: python_verifier.verify(t), tokens),
         "stock.loads": _timed(lambda t: stock.loads(t, max_age=LIFETIME), tokens),
         "pyjwt.decode": _timed(lambda t: jwt.decode(t, jwt_key, algorithms=["HS256"]), jwts),
         "floor": _timed(lambda f: f(), floors),
@@ -317,6 +321,13 @@ def run_micro(
     result.ratios = {
         "stock.loads / ours.verify": median_ratio(per_op, "stock.loads", "ours.verify"),
         "ours.verify / floor": median_ratio(per_op, "ours.verify", "floor"),
+        "stock.loads / ours.verify.python": median_ratio(
+            per_op, "stock.loads", "ours.verify.python"
+        ),
+        "ours.verify.python / floor": median_ratio(per_op, "ours.verify.python", "floor"),
+        "ours.verify.python / ours.verify": median_ratio(
+            per_op, "ours.verify.python", "ours.verify"
+        ),
         "stock.dumps / ours.issue": median_ratio(per_op, "stock.dumps", "ours.issue"),
         "pyjwt.decode / ours.verify": median_ratio(per_op, "pyjwt.decode", "ours.verify"),
         "pyjwt.encode / ours.issue": median_ratio(per_op, "pyjwt.encode", "ours.issue"),

@@ -52,6 +52,12 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def _speedups() -> bool:
+    from sanic_wsauth import tokens
+
+    return tokens.SPEEDUPS
+
+
 def machine_info(redis_version: str | None) -> dict[str, Any]:
     """What the numbers were measured on."""
     import ssl
@@ -63,6 +69,7 @@ def machine_info(redis_version: str | None) -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "openssl": ssl.OPENSSL_VERSION,
+        "c_accelerator": _speedups(),
         "redis_server": redis_version or "unavailable",
         "packages": {
             name: _version(name)
@@ -141,6 +148,27 @@ def evaluate_targets(
                 ratios(micro.per_op, "ours.verify", "floor"),
             )
         )
+        if "ours.verify.python" in cases:
+            targets.append(
+                _target(
+                    "verify, pure Python, vs stock itsdangerous loads (x faster)",
+                    r["stock.loads / ours.verify.python"],
+                    ">=",
+                    2.0,
+                    f"ours {us('ours.verify.python')}, stock {us('stock.loads')}",
+                    ratios(micro.per_op, "stock.loads", "ours.verify.python"),
+                )
+            )
+            targets.append(
+                _target(
+                    "verify, pure Python, vs the floor (x slower)",
+                    r["ours.verify.python / floor"],
+                    "<=",
+                    2.5,
+                    f"ours {us('ours.verify.python')}, floor {us('floor')}",
+                    ratios(micro.per_op, "ours.verify.python", "floor"),
+                )
+            )
         targets.append(
             _target(
                 "issue vs stock itsdangerous dumps (x faster)",
@@ -278,7 +306,9 @@ def write_markdown(
     lines += [
         f"Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
         f"{machine['implementation']} {machine['python']}, {machine['openssl']}, "
-        f"Redis {machine['redis_server']}; {machine['platform']}.",
+        f"Redis {machine['redis_server']}; {machine['platform']}. C accelerator: "
+        + ("built and used" if machine.get("c_accelerator") else "not in use (pure Python)")
+        + ".",
         "",
         f"Command: `{command}`. Settings: "
         + ", ".join(f"{k}={v}" for k, v in settings.items())

@@ -34,7 +34,7 @@ from binascii import a2b_base64, b2a_base64
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import FrozenInstanceError, dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from itsdangerous import URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
@@ -51,6 +51,9 @@ from .exceptions import (
     TicketTooLarge,
     WeakSecretError,
 )
+
+if TYPE_CHECKING:
+    from ._speedups import PlainVerifier
 
 __all__ = [
     "DEFAULT_LEEWAY",
@@ -105,6 +108,17 @@ _TS_CACHE: dict[str, int] = {}
 _TS_CACHE_SIZE = 64
 #: A plain ticket's payload with an ASCII subject: printable, no quote or backslash.
 _PLAIN_RE = re.compile(r'\{"jti":"([0-9a-f]{32})","sub":"([ !#-\[\]-~]+)"\}')
+
+#: The optional C accelerator (sanic_wsauth/_speedups.c), unless it was not
+#: built or ``SANIC_WSAUTH_NO_EXTENSIONS`` is set: then the Python path alone.
+_PlainVerifier: type[PlainVerifier] | None = None
+if not os.environ.get("SANIC_WSAUTH_NO_EXTENSIONS"):
+    try:
+        from ._speedups import PlainVerifier as _PlainVerifier
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
+#: Whether this process verifies with the C accelerator.
+SPEEDUPS = _PlainVerifier is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,7 +648,7 @@ class TicketVerifier:
         WeakSecretError: a key is missing, not a string, or too short.
     """
 
-    __slots__ = ("_clock", "_macs", "leeway", "max_age", "max_token_bytes", "salt")
+    __slots__ = ("_clock", "_macs", "_plain", "leeway", "max_age", "max_token_bytes", "salt")
 
     def __init__(
         self,
@@ -658,6 +672,10 @@ class TicketVerifier:
         # Newest first: the common case matches on the first comparison.
         self._macs = tuple(
             _HmacSha256(_derive(k, salt_bytes)) for k in reversed(_coerce_keys(secret_keys))
+        )
+        newest = self._macs[0]
+        self._plain = (
+            None if _PlainVerifier is None else _PlainVerifier(newest._inner, newest._outer)
         )
         self._clock = clock
 
@@ -702,6 +720,47 @@ class TicketVerifier:
         (:meth:`_check_bindings`): the handshake guard does, with the route
         and address it looks up only for a bound ticket.
         """
+        # The C accelerator (when built) checks a ticket signed by the newest
+        # key in one call: a plain ticket's (jti, sub, issued_at), another
+        # authentic ticket's issued_at, or None for anything else, which the
+        # Python path then decides; it alone refuses. Both paths give the same
+        # answers (tests/test_speedups.py).
+        fast = self._plain.verify(token, self.max_token_bytes) if self._plain else None
+        payload_segment: str | None
+        if fast is None:
+            payload_segment, issued_at = self._authentic(token)
+        elif isinstance(fast, int):
+            issued_at = fast
+            payload_segment = token[: -_SIG_CHARS - 1].rpartition(".")[0]  # type: ignore[index]
+        else:
+            jti, subject, issued_at = fast
+            payload_segment = None
+        age = self._clock() - issued_at
+        if age > self.max_age + self.leeway:
+            raise TicketExpired()
+        if age < -self.leeway:
+            raise TicketNotYetValid()
+        if payload_segment is None:
+            expires_at = issued_at + self.max_age + self.leeway
+            return _make_ticket(jti, subject, issued_at, expires_at, None, None, _NO_CLAIMS)
+
+        payload = _load_payload(payload_segment)
+        if payload.__class__ is tuple:
+            # A plain ticket (the usual kind): its jti is already known to be
+            # 32 hex digits, and it carries no audience, address or claims.
+            jti, subject = payload
+            if not 0 < len(subject) <= MAX_SUBJECT_CHARS:
+                raise MalformedTicket("bad sub")
+            expires_at = issued_at + self.max_age + self.leeway
+            return _make_ticket(jti, subject, issued_at, expires_at, None, None, _NO_CLAIMS)
+        return self._ticket(payload, issued_at)
+
+    def _authentic(self, token: object) -> tuple[str, int]:
+        """The payload segment and timestamp of a ticket one of the keys signed.
+
+        Raises:
+            MissingTicket, TicketTooLarge, MalformedTicket, BadSignature.
+        """
         if not isinstance(token, str) or not token:
             raise MissingTicket()
         if len(token) > self.max_token_bytes:
@@ -723,27 +782,11 @@ class TicketVerifier:
                 break
         else:
             raise _refusal(token)
-
         payload_segment, _, ts_segment = value.rpartition(".")
         issued_at = _TS_CACHE.get(ts_segment)  # _timestamp's first step, inline
         if issued_at is None:
             issued_at = _timestamp(ts_segment)
-        age = self._clock() - issued_at
-        if age > self.max_age + self.leeway:
-            raise TicketExpired()
-        if age < -self.leeway:
-            raise TicketNotYetValid()
-
-        payload = _load_payload(payload_segment)
-        if payload.__class__ is tuple:
-            # A plain ticket (the usual kind): its jti is already known to be
-            # 32 hex digits, and it carries no audience, address or claims.
-            jti, subject = payload
-            if not 0 < len(subject) <= MAX_SUBJECT_CHARS:
-                raise MalformedTicket("bad sub")
-            expires_at = issued_at + self.max_age + self.leeway
-            return _make_ticket(jti, subject, issued_at, expires_at, None, None, _NO_CLAIMS)
-        return self._ticket(payload, issued_at)
+        return payload_segment, issued_at
 
     def _ticket(self, payload: Any, issued_at: int) -> Ticket:
         if payload.__class__ is not dict:
