@@ -264,8 +264,6 @@ def measure(
         VARIANT_ENV: config.server,
     }
     env.pop("SANIC_WSAUTH_NO_EXTENSIONS", None)
-    if name in PURE_PYTHON:
-        env["SANIC_WSAUTH_NO_EXTENSIONS"] = "1"
     started: list[Traced] = []
     try:
         redis: Traced | None = None
@@ -290,6 +288,8 @@ def measure(
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
             env[REDIS_ENV] = redis_url
         port = _free_port()
+        # The flag for the server alone: the client runs the same code in every variant.
+        server_env = {**env, "SANIC_WSAUTH_NO_EXTENSIONS": "1"} if name in PURE_PYTHON else env
         server = Traced(
             f"{name}-sanic",
             [
@@ -302,7 +302,7 @@ def measure(
                 "--single-process",
             ],
             work=work,
-            env=env,
+            env=server_env,
         )
         started.append(server)
         client = Traced(

@@ -165,12 +165,20 @@ signature_matches(PlainVerifier *self, const char *value, Py_ssize_t n, const ch
     if (message == NULL) {
         return -1;
     }
-    PyObject *inner = hash_from(self->inner, message);
+    /* Own references for the call: a re-entrant __init__ cannot free them. */
+    PyObject *inner_state = self->inner;
+    PyObject *outer_state = self->outer;
+    Py_INCREF(inner_state);
+    Py_INCREF(outer_state);
+    PyObject *inner = hash_from(inner_state, message);
+    Py_DECREF(inner_state);
     Py_DECREF(message);
     if (inner == NULL) {
+        Py_DECREF(outer_state);
         return -1;
     }
-    PyObject *outer = hash_from(self->outer, inner);
+    PyObject *outer = hash_from(outer_state, inner);
+    Py_DECREF(outer_state);
     Py_DECREF(inner);
     if (outer == NULL) {
         return -1;
@@ -189,7 +197,9 @@ PlainVerifier_verify(PlainVerifier *self, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     PyObject *token = args[0];
-    if (!PyLong_Check(args[1])) {
+    /* Exact types only: a subclass may override len(), isascii(), slicing or
+     * the comparison the Python path relies on, so the Python path decides. */
+    if (!PyLong_CheckExact(args[1])) {
         Py_RETURN_NONE; /* a float limit, say: the Python path compares it */
     }
     /* An int past Py_ssize_t's range clamps to it: the same comparison. */
@@ -197,7 +207,7 @@ PlainVerifier_verify(PlainVerifier *self, PyObject *const *args, Py_ssize_t narg
     if (max_chars == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (!PyUnicode_Check(token)) {
+    if (!PyUnicode_CheckExact(token)) {
         Py_RETURN_NONE;
     }
 #if PY_VERSION_HEX < 0x030C0000

@@ -73,7 +73,13 @@ def _outcome(verifier: TicketVerifier, token: object) -> tuple[str, Any]:
 
 def _same(token: object, fast: TicketVerifier = FAST, slow: TicketVerifier = SLOW) -> Any:
     expected = _outcome(slow, token)
-    assert _outcome(fast, token) == expected, repr(token)
+    got = _outcome(fast, token)
+    assert got == expected, repr(token)
+    if got[0] == "ticket":
+        # Equal is not enough: 1 == 1.0 == True, and a str subclass equals its text.
+        for ticket in (got[1], expected[1]):
+            assert type(ticket.jti) is str and type(ticket.subject) is str, repr(token)
+            assert type(ticket.issued_at) is int and type(ticket.expires_at) is int, repr(token)
     return expected
 
 
@@ -191,6 +197,55 @@ def test_str_subclasses_and_lookalike_text() -> None:
     assert _same(Text(token))[0] == "ticket"
     _same(token.replace("e", "\u0435"))  # a Cyrillic e: not ASCII
     _same(token + "\udc80")
+
+
+class _Long(str):
+    def __len__(self) -> int:
+        return 10**6
+
+
+class _NotAscii(str):
+    def isascii(self) -> bool:
+        return False
+
+
+class _Split(str):
+    def rpartition(self, sep: str) -> tuple[str, str, str]:  # type: ignore[override]
+        return ("", sep, "x")
+
+
+class _Slice(str):
+    def __getitem__(self, key: Any) -> str:  # type: ignore[override]
+        return "." + str.__getitem__(self, key)
+
+
+class _Always(int):
+    def __lt__(self, other: object) -> bool:
+        return True
+
+    def __gt__(self, other: object) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("kind", [_Long, _NotAscii, _Split, _Slice], ids=lambda k: k.__name__)
+@pytest.mark.parametrize("bound", [{}, {"audience": "/ws"}], ids=["plain", "audience"])
+def test_str_subclasses_that_change_what_python_sees(
+    kind: type[str], bound: dict[str, Any]
+) -> None:
+    """The Python path calls a subclass's own methods; C takes only exact str (else None)."""
+    token = kind(ISSUER.issue("alice", **bound))
+    assert FAST._plain is not None
+    assert FAST._plain.verify(token, 4096) is None
+    _same(token)
+
+
+def test_an_int_subclass_limit_goes_to_python() -> None:
+    token = ISSUER.issue("alice")
+    fast, slow = _pair()
+    fast.max_token_bytes = slow.max_token_bytes = _Always(4096)
+    assert fast._plain is not None
+    assert fast._plain.verify(token, _Always(4096)) is None
+    assert _same(token, fast, slow)[0] == "refused"  # "longer" than any limit
 
 
 def test_the_type_refuses_misuse() -> None:
@@ -314,10 +369,52 @@ def test_issued_and_mutated_tickets(
     _same(mutate(token, rnd, rounds))
 
 
+#: Timestamps: mostly live ones (the age check comes before the payload is
+#: read, so an expired ticket would hide a payload difference), some of any bytes.
+TIMESTAMPS = st.one_of(
+    st.just(int_to_bytes(NOW)), st.just(int_to_bytes(NOW - 20)), st.binary(max_size=12)
+)
+
+
 @DIFF
-@given(st.binary(max_size=400), st.sampled_from([b"", b"."]), st.binary(max_size=12))
+@given(st.binary(max_size=400), st.sampled_from([b"", b"."]), TIMESTAMPS)
 def test_any_payload_signed_with_the_real_key(payload: bytes, prefix: bytes, ts: bytes) -> None:
     _same(_signed(prefix + _b64(payload) + b"." + _b64(ts)))
+
+
+_EDIT_BYTES = b'{}":,\\ 0af\x00\x7f\xc3\xa9'
+
+
+@DIFF
+@given(
+    subject=st.binary(min_size=0, max_size=260),
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["replace", "delete", "insert", "flip"]),
+            st.integers(0, 400),
+            st.sampled_from(list(_EDIT_BYTES)) | st.integers(0, 255),
+        ),
+        max_size=3,
+    ),
+    ts=TIMESTAMPS,
+)
+def test_near_plain_payloads_signed_with_the_real_key(
+    subject: bytes, edits: list[tuple[str, int, int]], ts: bytes
+) -> None:
+    """A plain payload changed a byte or three: what the C reads itself."""
+    text = bytearray(_plain(subject))
+    for kind, at, byte in edits:
+        i = at % (len(text) + 1)
+        if kind == "insert":
+            text.insert(i, byte)
+        elif i < len(text):
+            if kind == "delete":
+                del text[i]
+            elif kind == "replace":
+                text[i] = byte
+            else:
+                text[i] ^= 1 << (byte % 8)
+    _same(_signed(_b64(bytes(text)) + b"." + _b64(ts)))
 
 
 @DIFF
@@ -329,6 +426,7 @@ def test_any_payload_signed_with_the_real_key(payload: bytes, prefix: bytes, ts:
 )
 def test_any_text_signed_with_the_real_key(value: str) -> None:
     _same(_signed(value.encode("utf-8")))
+    _same(_signed(value.encode("utf-8") + b"." + _ts()))
 
 
 @DIFF
@@ -343,6 +441,53 @@ def test_every_mutation_kind_is_exercised() -> None:
     for mutation in MUTATIONS:
         for _ in range(50):
             _same(mutation(token, rnd))
+
+
+# -- no leaked references ---------------------------------------------------------------
+
+
+def test_no_reference_or_memory_leak() -> None:
+    """Every answer and the error paths, many times: counts and memory stay flat."""
+    import gc
+    import tracemalloc
+
+    class Failing:
+        def copy(self) -> Any:
+            raise RuntimeError("no copy")
+
+    failing = PlainVerifier(Failing(), Failing())
+    fast = FAST._plain
+    assert fast is not None
+    inputs = [
+        ISSUER.issue("alice"),  # tuple
+        ISSUER.issue("bob", audience="/ws"),  # issued_at
+        ISSUER.issue("alice")[:-1] + "A",  # None, after an HMAC
+        "x" * 100,  # None, before one
+    ]
+    limit = 4096
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            for token in inputs:
+                fast.verify(token, limit)
+            with pytest.raises(RuntimeError):
+                failing.verify(inputs[0], limit)
+
+    run(200)
+    gc.collect()
+    watched = (*inputs, limit, fast, failing, None)  # update() answers None
+    counts = [sys.getrefcount(obj) for obj in watched]
+    tracemalloc.start()
+    try:
+        run(200)
+        before = tracemalloc.get_traced_memory()[0]
+        run(5000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert [sys.getrefcount(obj) for obj in watched] == counts
+    assert grown < 20_000, grown  # 25,000 calls; one leaked object each would be far more
 
 
 # -- switched off ----------------------------------------------------------------------
