@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,6 +91,18 @@ def test_env_style_strings_are_converted() -> None:
         ("WSAUTH_STATIC_PATH", "/js/wsauth.js?v=1"),
         ("WSAUTH_STATIC_PATH", "/js/../wsauth.js"),
         ("WSAUTH_TOKEN_PATH", "/auth/ token"),
+        # Names a client cannot send as they are: never found, every handshake refused.
+        ("WSAUTH_QUERY_PARAM", "a&b"),
+        ("WSAUTH_QUERY_PARAM", "tok en"),
+        ("WSAUTH_QUERY_PARAM", "t=1"),
+        ("WSAUTH_QUERY_PARAM", "tök"),
+        ("WSAUTH_AUDIENCE_PARAM", "room#1"),
+        ("WSAUTH_SUBPROTOCOL_PREFIX", "wsauth,ticket."),
+        ("WSAUTH_SUBPROTOCOL_PREFIX", "wsauth ticket."),
+        ("WSAUTH_SUBPROTOCOL_PREFIX", "wsauth/ticket."),
+        # A non-string set in code (no environment variable explains it).
+        ("WSAUTH_QUERY_PARAM", True),
+        ("WSAUTH_SALT", 2024),
     ],
 )
 def test_bad_values_are_refused(key: str, value: Any) -> None:
@@ -179,13 +192,94 @@ def test_a_weak_key_is_named_by_its_setting_and_place(setting: str) -> None:
     assert weak not in message and good not in message
 
 
-def test_numeric_env_secret_is_refused(monkeypatch: pytest.MonkeyPatch, app_name: str) -> None:
-    # Sanic converts SANIC_* env values: a numeric secret arrives as an int.
-    monkeypatch.setenv("SANIC_WSAUTH_SECRET", "1" * 40)
+def test_a_numeric_env_secret_keeps_its_text(
+    monkeypatch: pytest.MonkeyPatch, app_name: str
+) -> None:
+    # Sanic converts SANIC_* env values: a numeric secret arrives as an int,
+    # its leading zeros gone. The variable's text is the key.
+    secret = "0" + "1234567890" * 4
+    monkeypatch.setenv("SANIC_WSAUTH_SECRET", secret)
     app: Sanic[Any, Any] = Sanic(app_name)
     assert isinstance(app.config.WSAUTH_SECRET, int)
+    ext = WSAuth(app)
+    ext.configure()
+    assert ext.config.secret == (secret,)
+    assert TicketVerifier(secret).verify(ext.issue("digits")).subject == "digits"
+
+
+def test_a_numeric_secret_set_in_code_is_refused(app_name: str) -> None:
+    app: Sanic[Any, Any] = Sanic(app_name)
+    app.config.WSAUTH_SECRET = int("1" * 40)
     with pytest.raises(WeakSecretError, match="must be a string, not int"):
         WSAuth(app).configure()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "read_as"),
+    [
+        ("QUERY_PARAM", "t", True),
+        ("QUERY_PARAM", "1", 1),
+        ("AUDIENCE_PARAM", "off", False),
+        ("SALT", "2024", 2024),
+        ("SALT", "1e3", 1000.0),
+        ("SUBPROTOCOL_PREFIX", "1.", 1.0),
+        ("REDIS_PREFIX", "007", 7),
+    ],
+)
+def test_text_settings_from_the_environment_keep_their_text(
+    monkeypatch: pytest.MonkeyPatch, app_name: str, name: str, text: str, read_as: Any
+) -> None:
+    """Sanic's environment loader reads "t" as True and "2024" as 2024; a text
+    setting takes the variable's own text instead of refusing the value."""
+    monkeypatch.setenv(f"SANIC_WSAUTH_{name}", text)
+    app: Sanic[Any, Any] = Sanic(app_name)
+    value = app.config[f"WSAUTH_{name}"]
+    assert value == read_as and type(value) is type(read_as)
+    ext = WSAuth(app, secret_keys="k" * 40)
+    ext.configure()
+    assert getattr(ext.config, name.lower()) == text
+
+
+def test_an_app_env_prefix_is_found_too(monkeypatch: pytest.MonkeyPatch, app_name: str) -> None:
+    monkeypatch.setenv("MYAPP_WSAUTH_SALT", "2024")
+    app: Sanic[Any, Any] = Sanic(app_name, env_prefix="MYAPP_")
+    assert app.config.WSAUTH_SALT == 2024
+    ext = WSAuth(app, secret_keys="k" * 40)
+    ext.configure()
+    assert ext.config.salt == "2024"
+    assert TicketVerifier("k" * 40, salt="2024").verify(ext.issue("a")).subject == "a"
+
+
+def test_a_value_set_in_code_is_not_replaced_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch, app_name: str
+) -> None:
+    """The variable says "1" but the code set True afterwards: not the variable's
+    reading (1), so the code's value stands, and is refused as not text."""
+    monkeypatch.setenv("SANIC_WSAUTH_QUERY_PARAM", "1")
+    app: Sanic[Any, Any] = Sanic(app_name)
+    app.config.WSAUTH_QUERY_PARAM = True
+    with pytest.raises(ConfigurationError, match="WSAUTH_QUERY_PARAM"):
+        WSAuth(app, secret_keys="k" * 40)
+
+
+async def test_a_query_param_from_the_environment_opens_a_socket(
+    monkeypatch: pytest.MonkeyPatch, app_name: str
+) -> None:
+    from sanic import Request
+
+    monkeypatch.setenv("SANIC_WSAUTH_QUERY_PARAM", "t")
+    app: Sanic[Any, Any] = Sanic(app_name)
+    wsauth = WSAuth(app, secret_keys="k" * 40)
+
+    @app.websocket("/ws")
+    async def echo(request: Request, ws: Any) -> None:
+        await ws.send(await ws.recv())
+
+    async with serve(app) as srv:
+        opened = await handshake(f"{srv.ws}/ws?t={wsauth.issue('a')}")
+        missing = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}", send=None)
+    assert opened.status == 101
+    assert (missing.status, json.loads(missing.body)) == (401, {"error": "missing"})
 
 
 def test_a_nan_cap_from_the_environment_stops_construction(
@@ -256,7 +350,8 @@ def _run_configured(env: dict[str, str], port: int) -> subprocess.Popen[str]:
     [
         ({}, "no secret configured"),
         ({"SANIC_WSAUTH_SECRET": "too-short"}, "at least 32 are required"),
-        ({"SANIC_WSAUTH_SECRET": "9" * 40}, "must be a string, not int"),
+        # Sanic reads it as an int; its text is the key, and 20 bytes is too short.
+        ({"SANIC_WSAUTH_SECRET": "9" * 20}, "is 20 bytes"),
     ],
 )
 def test_server_refuses_to_start_without_a_strong_secret(

@@ -9,6 +9,7 @@ which wins over the default.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -228,6 +229,74 @@ def _convert(name: str, value: Any) -> Any:
     return _as_str(name, value)
 
 
+#: Text settings that Sanic's environment loader may have read as a number or
+#: a bool (``SANIC_WSAUTH_QUERY_PARAM=t`` becomes True, ``..._SALT=2024`` 2024).
+_TEXT_SETTINGS = frozenset(
+    {
+        "secret",
+        "verify_secrets",
+        "salt",
+        "query_param",
+        "subprotocol_prefix",
+        "audience_param",
+        "redis_url",
+        "redis_prefix",
+    }
+)
+#: A query or body parameter name: RFC 3986 unreserved characters, sent as is.
+_PARAM_NAME = re.compile(r"[A-Za-z0-9._~-]+")
+#: A subprotocol prefix: RFC 9110 token characters (a subprotocol is a token).
+_TOKEN_CHARS = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+
+
+def _sanic_reading(raw: str) -> Any:
+    """What Sanic's environment loader makes of ``raw`` (int, float, bool, else str)."""
+    from sanic.utils import str_to_bool
+
+    for convert in (int, float, str_to_bool):
+        try:
+            return convert(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _environment_text(key: str, value: Any) -> Any:
+    """The text of the environment variable Sanic read ``value`` from, if any.
+
+    A text setting given as ``<PREFIX>WSAUTH_<NAME>`` in the environment (any
+    prefix: Sanic's default ``SANIC_`` or the app's ``env_prefix``) that Sanic
+    turned into a number or a bool comes back as the text that was set. A
+    value set in code, or one no variable explains, is returned unchanged (and
+    refused as not text).
+    """
+    if value.__class__ not in (bool, int, float):
+        return value
+    texts = {
+        raw
+        for name, raw in os.environ.items()
+        if name.endswith(key)
+        and name != key
+        and name.isupper()
+        and (reading := _sanic_reading(raw)) == value
+        and reading.__class__ is value.__class__
+    }
+    return texts.pop() if len(texts) == 1 else value
+
+
+def _checked_names(config: WSAuthConfig) -> None:
+    for name, pattern, what in (
+        ("query_param", _PARAM_NAME, "letters, digits and - . _ ~"),
+        ("audience_param", _PARAM_NAME, "letters, digits and - . _ ~"),
+        ("subprotocol_prefix", _TOKEN_CHARS, "the characters of an HTTP token"),
+    ):
+        if pattern.fullmatch(getattr(config, name)) is None:
+            raise ConfigurationError(
+                f"{config_key(name)} must be made of {what} (a client cannot send "
+                "anything else there as is)"
+            )
+
+
 def resolve_config(app_config: Mapping[str, Any], options: Mapping[str, Any]) -> WSAuthConfig:
     """Merge defaults, constructor options and ``app.config`` (which wins).
 
@@ -243,12 +312,16 @@ def resolve_config(app_config: Mapping[str, Any], options: Mapping[str, Any]) ->
         key = config_key(name)
         option = _OPTION_FOR_KEY.get(name, name)
         if key in app_config:
-            values[name] = _convert(name, app_config[key])
+            value = app_config[key]
+            if name in _TEXT_SETTINGS:
+                value = _environment_text(key, value)
+            values[name] = _convert(name, value)
         elif option in options:
             values[name] = _convert(name, options[option])
         if values.get(name) is _UNSET:
             del values[name]
     config = WSAuthConfig(**values)
+    _checked_names(config)
     if not config.secret:
         raise WeakSecretError(
             "no secret configured: set WSAUTH_SECRET (env SANIC_WSAUTH_SECRET) or pass "
