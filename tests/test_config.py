@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -79,6 +81,8 @@ def test_env_style_strings_are_converted() -> None:
         ("WSAUTH_MAX_AGE", float("inf")),  # int(inf): OverflowError
         ("WSAUTH_MAX_AGE", float("nan")),
         ("WSAUTH_MAX_AGE", 1.9),  # not silently 1
+        ("WSAUTH_MAX_AGE", Decimal("1.5")),  # nor from a Decimal or a Fraction
+        ("WSAUTH_STORE_MAX_ENTRIES", Fraction(3, 2)),
         ("WSAUTH_LEEWAY", 2.5),
         # Tickets are meant to live seconds: a huge age never expires (and
         # overflows Redis's PX, so every claim failed).
@@ -295,6 +299,8 @@ def test_a_nan_cap_from_the_environment_stops_construction(
 def test_whole_float_values_are_accepted() -> None:
     config = resolve_config({"WSAUTH_MAX_AGE": 45.0, "WSAUTH_SECRET": "k" * 40}, {})
     assert config.max_age == 45 and isinstance(config.max_age, int)
+    config = resolve_config({"WSAUTH_LEEWAY": Decimal("3"), "WSAUTH_SECRET": "k" * 40}, {})
+    assert config.leeway == 3 and isinstance(config.leeway, int)
 
 
 def test_a_byte_key_need_not_be_utf8(app_name: str) -> None:

@@ -114,6 +114,9 @@ def _as_number(
         raise ConfigurationError(f"{config_key(name)} must be a number, got {value!r}") from None
     if not math.isfinite(number):
         raise ConfigurationError(f"{config_key(name)} must be a finite number, got {value!r}")
+    if kind is int and not isinstance(value, str) and number != value:
+        # Decimal("1.5") or Fraction(3, 2): int() would silently drop the fraction.
+        raise ConfigurationError(f"{config_key(name)} must be a whole number, got {value!r}")
     if number < minimum:
         raise ConfigurationError(f"{config_key(name)} must be at least {minimum}")
     if number > maximum:
