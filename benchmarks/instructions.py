@@ -193,6 +193,18 @@ def render_markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
             f"total {_ratio(aa['total'])}."
         )
         lines.append("")
+    if "c_accelerator_variants" in meta:
+        used = meta["c_accelerator_variants"]
+        lines.append(
+            "C accelerator: "
+            + (
+                f"built; the servers of {', '.join(used)} ran with it"
+                + (", memory-py's without it." if "memory-py" in meta["variants"] else ".")
+                if meta["machine"].get("c_accelerator")
+                else "not built: every server ran pure Python (memory and memory-py alike)."
+            )
+        )
+        lines.append("")
     lines += [
         f"Measured with {meta['valgrind']}, Python {meta['python']}"
         + (f", redis-server {meta['redis_server']}" if meta.get("redis_server") else "")
@@ -351,6 +363,13 @@ def measure(
     finally:
         for proc in reversed(started):
             proc.stop()
+
+
+def _accelerator_built() -> bool:
+    """Whether ``sanic_wsauth._speedups`` is importable (built), switch or not."""
+    import importlib.util
+
+    return importlib.util.find_spec("sanic_wsauth._speedups") is not None
 
 
 def _cycles(client: Traced, n: int) -> None:
@@ -572,6 +591,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "redis_excluded": list(REDIS_EXCLUDED),
         "machine": machine_info(redis_server),
     }
+    # The servers, not this process, decide: each runs with the accelerator
+    # where it is built, but memory-py's, whatever this process's environment.
+    built = _accelerator_built()
+    meta["machine"]["c_accelerator"] = built
+    meta["c_accelerator_variants"] = [v for v in variants if built and v not in PURE_PYTHON]
     summary = summarize(measurements)
     markdown = render_markdown(summary, meta)
     (out / "instructions.json").write_text(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -95,12 +96,7 @@ def test_env_style_strings_are_converted() -> None:
         ("WSAUTH_STATIC_PATH", "/js/wsauth.js?v=1"),
         ("WSAUTH_STATIC_PATH", "/js/../wsauth.js"),
         ("WSAUTH_TOKEN_PATH", "/auth/ token"),
-        # Names a client cannot send as they are: never found, every handshake refused.
-        ("WSAUTH_QUERY_PARAM", "a&b"),
-        ("WSAUTH_QUERY_PARAM", "tok en"),
-        ("WSAUTH_QUERY_PARAM", "t=1"),
-        ("WSAUTH_QUERY_PARAM", "tök"),
-        ("WSAUTH_AUDIENCE_PARAM", "room#1"),
+        # Prefixes no client can send (a subprotocol is an HTTP token).
         ("WSAUTH_SUBPROTOCOL_PREFIX", "wsauth,ticket."),
         ("WSAUTH_SUBPROTOCOL_PREFIX", "wsauth ticket."),
         ("WSAUTH_SUBPROTOCOL_PREFIX", "wsauth/ticket."),
@@ -228,6 +224,7 @@ def test_a_numeric_secret_set_in_code_is_refused(app_name: str) -> None:
         ("SALT", "1e3", 1000.0),
         ("SUBPROTOCOL_PREFIX", "1.", 1.0),
         ("REDIS_PREFIX", "007", 7),
+        ("SALT", "nan", math.nan),
     ],
 )
 def test_text_settings_from_the_environment_keep_their_text(
@@ -238,7 +235,8 @@ def test_text_settings_from_the_environment_keep_their_text(
     monkeypatch.setenv(f"SANIC_WSAUTH_{name}", text)
     app: Sanic[Any, Any] = Sanic(app_name)
     value = app.config[f"WSAUTH_{name}"]
-    assert value == read_as and type(value) is type(read_as)
+    assert type(value) is type(read_as)
+    assert value == read_as or (math.isnan(value) and math.isnan(read_as))
     ext = WSAuth(app, secret_keys="k" * 40)
     ext.configure()
     assert getattr(ext.config, name.lower()) == text
@@ -252,6 +250,50 @@ def test_an_app_env_prefix_is_found_too(monkeypatch: pytest.MonkeyPatch, app_nam
     ext.configure()
     assert ext.config.salt == "2024"
     assert TicketVerifier("k" * 40, salt="2024").verify(ext.issue("a")).subject == "a"
+
+
+def test_sanics_own_prefix_wins_over_lookalike_variables(
+    monkeypatch: pytest.MonkeyPatch, app_name: str
+) -> None:
+    monkeypatch.setenv("SANIC_WSAUTH_SALT", "2024")
+    monkeypatch.setenv("SANIC_OLD_WSAUTH_SALT", "2_024")  # reads as 2024 too
+    ext = WSAuth(Sanic(app_name), secret_keys="k" * 40)
+    ext.configure()
+    assert ext.config.salt == "2024"
+
+
+def test_two_other_prefixes_reading_alike_are_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, app_name: str
+) -> None:
+    monkeypatch.setenv("MYAPP_WSAUTH_SALT", "2024")
+    monkeypatch.setenv("OTHER_WSAUTH_SALT", "02024")
+    app: Sanic[Any, Any] = Sanic(app_name, env_prefix="MYAPP_")
+    with pytest.raises(ConfigurationError, match="MYAPP_WSAUTH_SALT, OTHER_WSAUTH_SALT"):
+        WSAuth(app, secret_keys="k" * 40)
+
+
+@pytest.mark.parametrize("name", ["a&b", "tok en", "tök", "auth:token", "$t"])
+async def test_any_query_param_name_a_client_can_encode_works(app_name: str, name: str) -> None:
+    """Clients percent-encode the name (the JS client does), and the server decodes it."""
+    from urllib.parse import quote
+
+    from sanic import Request
+
+    app: Sanic[Any, Any] = Sanic(app_name)
+    wsauth = WSAuth(app, secret_keys="k" * 40, query_param=name)
+
+    @app.websocket("/ws")
+    async def echo(request: Request, ws: Any) -> None:
+        await ws.send(await ws.recv())
+
+    async with serve(app) as srv:
+        opened = await handshake(f"{srv.ws}/ws?{quote(name, safe='')}={wsauth.issue('a')}")
+    assert opened.status == 101
+
+
+def test_bytes_for_a_number_are_refused_as_not_a_number() -> None:
+    with pytest.raises(ConfigurationError, match="must be a number"):
+        resolve_config({"WSAUTH_SECRET": "k" * 40, "WSAUTH_MAX_AGE": b"30"}, {})
 
 
 def test_a_value_set_in_code_is_not_replaced_by_the_environment(

@@ -102,8 +102,8 @@ def _as_number(
     NaN would switch a ``> 0`` check off, infinity would lift a bound (and
     write ``Infinity`` into JSON), and ``int(1.9)`` would silently be 1.
     """
-    if isinstance(value, bool):
-        raise ConfigurationError(f"{config_key(name)} must be a number")
+    if isinstance(value, (bool, bytes, bytearray)):
+        raise ConfigurationError(f"{config_key(name)} must be a number, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigurationError(f"{config_key(name)} must be a finite number, got {value!r}")
     if kind is int and isinstance(value, float) and not value.is_integer():
@@ -246,8 +246,6 @@ _TEXT_SETTINGS = frozenset(
         "redis_prefix",
     }
 )
-#: A query or body parameter name: RFC 3986 unreserved characters, sent as is.
-_PARAM_NAME = re.compile(r"[A-Za-z0-9._~-]+")
 #: A subprotocol prefix: RFC 9110 token characters (a subprotocol is a token).
 _TOKEN_CHARS = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 
@@ -267,37 +265,61 @@ def _sanic_reading(raw: str) -> Any:
 def _environment_text(key: str, value: Any) -> Any:
     """The text of the environment variable Sanic read ``value`` from, if any.
 
-    A text setting given as ``<PREFIX>WSAUTH_<NAME>`` in the environment (any
-    prefix: Sanic's default ``SANIC_`` or the app's ``env_prefix``) that Sanic
-    turned into a number or a bool comes back as the text that was set. A
-    value set in code, or one no variable explains, is returned unchanged (and
-    refused as not text).
+    A text setting given as ``<PREFIX>WSAUTH_<NAME>`` in the environment that
+    Sanic turned into a number or a bool comes back as the text that was set:
+    ``SANIC_WSAUTH_<NAME>`` first (Sanic's default prefix); otherwise the one
+    variable of another prefix (the app's ``env_prefix``) that reads as
+    ``value``. A value no variable explains is returned unchanged (and refused
+    as not text).
+
+    Raises:
+        ConfigurationError: several such variables read as ``value`` with
+            different texts: which one Sanic loaded cannot be told.
     """
     if value.__class__ not in (bool, int, float):
         return value
+
+    def reads_as_value(raw: str) -> bool:
+        reading = _sanic_reading(raw)
+        if reading.__class__ is not value.__class__:
+            return False
+        if reading == value:
+            return True
+        # "nan" reads as a NaN, which equals nothing, itself included.
+        return isinstance(value, float) and math.isnan(value) and math.isnan(reading)
+
+    default = os.environ.get("SANIC_" + key)
+    if default is not None and reads_as_value(default):
+        return default
     texts = {
         raw
         for name, raw in os.environ.items()
-        if name.endswith(key)
-        and name != key
-        and name.isupper()
-        and (reading := _sanic_reading(raw)) == value
-        and reading.__class__ is value.__class__
+        if name.endswith(key) and name != key and name.isupper() and reads_as_value(raw)
     }
-    return texts.pop() if len(texts) == 1 else value
+    if len(texts) > 1:
+        names = sorted(
+            name
+            for name, raw in os.environ.items()
+            if name.endswith(key) and name != key and raw in texts
+        )
+        raise ConfigurationError(
+            f"{key} was read from the environment as {value!r}, and {', '.join(names)} "
+            "all read so with different texts: set it in code as a string, or unset the "
+            "variables that are not meant for this app"
+        )
+    return texts.pop() if texts else value
 
 
 def _checked_names(config: WSAuthConfig) -> None:
-    for name, pattern, what in (
-        ("query_param", _PARAM_NAME, "letters, digits and - . _ ~"),
-        ("audience_param", _PARAM_NAME, "letters, digits and - . _ ~"),
-        ("subprotocol_prefix", _TOKEN_CHARS, "the characters of an HTTP token"),
-    ):
-        if pattern.fullmatch(getattr(config, name)) is None:
-            raise ConfigurationError(
-                f"{config_key(name)} must be made of {what} (a client cannot send "
-                "anything else there as is)"
-            )
+    # A subprotocol is an HTTP token: a browser refuses anything else, and the
+    # server splits the header at commas. (Query and body parameter names may
+    # be anything: clients percent-encode them, and the server decodes.)
+    if _TOKEN_CHARS.fullmatch(config.subprotocol_prefix) is None:
+        raise ConfigurationError(
+            f"{config_key('subprotocol_prefix')} must be made of the characters of an "
+            "HTTP token (no comma, space, slash or quote): a client cannot send anything "
+            "else in Sec-WebSocket-Protocol"
+        )
 
 
 def resolve_config(app_config: Mapping[str, Any], options: Mapping[str, Any]) -> WSAuthConfig:
