@@ -127,19 +127,25 @@ def test_an_empty_boolean_keeps_its_default(empty: str) -> None:
     assert (config.check_origin, config.redact_logs, config.refresh) == (True, True, False)
 
 
-async def test_an_empty_check_origin_from_the_environment_still_checks(
-    app_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _echo_app(app_name: str, **options: Any) -> tuple[Sanic[Any, Any], WSAuth]:
+    """An app (created now, so it reads the environment) with a /ws echo route."""
     from sanic import Request
 
-    monkeypatch.setenv("SANIC_WSAUTH_CHECK_ORIGIN", "")
     app: Sanic[Any, Any] = Sanic(app_name)
-    wsauth = WSAuth(app, secret_keys="k" * 40)
+    wsauth = WSAuth(app, secret_keys="k" * 40, **options)
 
     @app.websocket("/ws")
     async def echo(request: Request, ws: Any) -> None:
-        await ws.send("hi")
+        await ws.send(await ws.recv())
 
+    return app, wsauth
+
+
+async def test_an_empty_check_origin_from_the_environment_still_checks(
+    app_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANIC_WSAUTH_CHECK_ORIGIN", "")
+    app, wsauth = _echo_app(app_name)
     async with serve(app) as srv:
         refused = await handshake(
             f"{srv.ws}/ws?token={wsauth.issue('a')}", origin="https://evil.example", send=None
@@ -277,15 +283,7 @@ async def test_any_query_param_name_a_client_can_encode_works(app_name: str, nam
     """Clients percent-encode the name (the JS client does), and the server decodes it."""
     from urllib.parse import quote
 
-    from sanic import Request
-
-    app: Sanic[Any, Any] = Sanic(app_name)
-    wsauth = WSAuth(app, secret_keys="k" * 40, query_param=name)
-
-    @app.websocket("/ws")
-    async def echo(request: Request, ws: Any) -> None:
-        await ws.send(await ws.recv())
-
+    app, wsauth = _echo_app(app_name, query_param=name)
     async with serve(app) as srv:
         opened = await handshake(f"{srv.ws}/ws?{quote(name, safe='')}={wsauth.issue('a')}")
     assert opened.status == 101
@@ -311,16 +309,8 @@ def test_a_value_set_in_code_is_not_replaced_by_the_environment(
 async def test_a_query_param_from_the_environment_opens_a_socket(
     monkeypatch: pytest.MonkeyPatch, app_name: str
 ) -> None:
-    from sanic import Request
-
     monkeypatch.setenv("SANIC_WSAUTH_QUERY_PARAM", "t")
-    app: Sanic[Any, Any] = Sanic(app_name)
-    wsauth = WSAuth(app, secret_keys="k" * 40)
-
-    @app.websocket("/ws")
-    async def echo(request: Request, ws: Any) -> None:
-        await ws.send(await ws.recv())
-
+    app, wsauth = _echo_app(app_name)
     async with serve(app) as srv:
         opened = await handshake(f"{srv.ws}/ws?t={wsauth.issue('a')}")
         missing = await handshake(f"{srv.ws}/ws?token={wsauth.issue('a')}", send=None)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from itsdangerous import Signer
 from itsdangerous.encoding import base64_encode, int_to_bytes
@@ -33,7 +33,7 @@ from sanic_wsauth.tokens import MAX_SUBJECT_CHARS, stock_serializer
 
 from ._support import new_secret
 from .conftest import REQUIRE_ALL, skip_or_fail
-from .test_fuzz import MUTATIONS, mutate
+from .test_fuzz import FUZZ, MUTATIONS, mutate
 
 if os.environ.get("SANIC_WSAUTH_NO_EXTENSIONS"):
     pytest.skip(
@@ -345,13 +345,8 @@ def test_crafted_values_reach_the_branches_they_name() -> None:
 
 # -- hypothesis: any ticket, any mutation, any input ------------------------------------
 
-DIFF = settings(
-    max_examples=1500,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+#: The fuzz campaign's settings: 1,500 derandomized examples per test.
+DIFF = FUZZ
 
 SUBJECTS = st.text(
     st.characters(exclude_categories=["Cs"]), min_size=1, max_size=MAX_SUBJECT_CHARS
