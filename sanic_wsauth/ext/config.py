@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from sanic.utils import str_to_bool
+
 from ..exceptions import ConfigurationError, WeakSecretError
 from ..tokens import (
     _KEYGEN_HINT,
@@ -197,6 +199,24 @@ def _as_str(name: str, value: Any) -> str:
     return value
 
 
+#: RFC 9110 token characters: a subprotocol is a token.
+_TOKEN_CHARS = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+
+
+def _as_token(name: str, value: Any) -> str:
+    # A browser refuses any other subprotocol, and the server splits the
+    # header at commas. (Query and body parameter names may be anything:
+    # clients percent-encode them, and the server decodes.)
+    text = _as_str(name, value)
+    if _TOKEN_CHARS.fullmatch(text) is None:
+        raise ConfigurationError(
+            f"{config_key(name)} must be made of the characters of an HTTP token (no "
+            "comma, space, slash or quote): a client cannot send anything else in "
+            "Sec-WebSocket-Protocol"
+        )
+    return text
+
+
 def _convert(name: str, value: Any) -> Any:
     if name in ("secret", "verify_secrets"):
         return _as_secrets(name, value)
@@ -206,6 +226,8 @@ def _convert(name: str, value: Any) -> Any:
         return _as_path(name, value)
     if name == "redis_url":
         return None if value in (None, "") else _as_str(name, value)
+    if name == "subprotocol_prefix":
+        return _as_token(name, value)
     if name == "max_age":
         return _as_number(name, value, int, 1, _MAX_AGE_LIMIT)
     if name in ("max_token_bytes", "store_max_entries"):
@@ -246,14 +268,10 @@ _TEXT_SETTINGS = frozenset(
         "redis_prefix",
     }
 )
-#: A subprotocol prefix: RFC 9110 token characters (a subprotocol is a token).
-_TOKEN_CHARS = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 
 
 def _sanic_reading(raw: str) -> Any:
     """What Sanic's environment loader makes of ``raw`` (int, float, bool, else str)."""
-    from sanic.utils import str_to_bool
-
     for convert in (int, float, str_to_bool):
         try:
             return convert(raw)
@@ -291,35 +309,19 @@ def _environment_text(key: str, value: Any) -> Any:
     default = os.environ.get("SANIC_" + key)
     if default is not None and reads_as_value(default):
         return default
-    texts = {
-        raw
+    candidates = {
+        name: raw
         for name, raw in os.environ.items()
         if name.endswith(key) and name != key and name.isupper() and reads_as_value(raw)
     }
+    texts = set(candidates.values())
     if len(texts) > 1:
-        names = sorted(
-            name
-            for name, raw in os.environ.items()
-            if name.endswith(key) and name != key and raw in texts
-        )
         raise ConfigurationError(
-            f"{key} was read from the environment as {value!r}, and {', '.join(names)} "
-            "all read so with different texts: set it in code as a string, or unset the "
-            "variables that are not meant for this app"
+            f"{key} was read from the environment as {value!r}, and "
+            f"{', '.join(sorted(candidates))} all read so with different texts: set it in "
+            "code as a string, or unset the variables that are not meant for this app"
         )
     return texts.pop() if texts else value
-
-
-def _checked_names(config: WSAuthConfig) -> None:
-    # A subprotocol is an HTTP token: a browser refuses anything else, and the
-    # server splits the header at commas. (Query and body parameter names may
-    # be anything: clients percent-encode them, and the server decodes.)
-    if _TOKEN_CHARS.fullmatch(config.subprotocol_prefix) is None:
-        raise ConfigurationError(
-            f"{config_key('subprotocol_prefix')} must be made of the characters of an "
-            "HTTP token (no comma, space, slash or quote): a client cannot send anything "
-            "else in Sec-WebSocket-Protocol"
-        )
 
 
 def resolve_config(app_config: Mapping[str, Any], options: Mapping[str, Any]) -> WSAuthConfig:
@@ -346,7 +348,6 @@ def resolve_config(app_config: Mapping[str, Any], options: Mapping[str, Any]) ->
         if values.get(name) is _UNSET:
             del values[name]
     config = WSAuthConfig(**values)
-    _checked_names(config)
     if not config.secret:
         raise WeakSecretError(
             "no secret configured: set WSAUTH_SECRET (env SANIC_WSAUTH_SECRET) or pass "
