@@ -194,17 +194,13 @@ def render_markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         )
         lines.append("")
     if "c_accelerator_variants" in meta:
-        used = meta["c_accelerator_variants"]
-        lines.append(
-            "C accelerator: "
-            + (
-                f"built; the servers of {', '.join(used)} ran with it"
-                + (", memory-py's without it." if "memory-py" in meta["variants"] else ".")
-                if meta["machine"].get("c_accelerator")
-                else "not built: every server ran pure Python (memory and memory-py alike)."
-            )
-        )
-        lines.append("")
+        if meta["machine"].get("c_accelerator"):
+            without = ", memory-py's without it" if "memory-py" in meta["variants"] else ""
+            used = ", ".join(meta["c_accelerator_variants"])
+            note = f"built; the servers of {used} ran with it{without}."
+        else:
+            note = "not built: every server ran pure Python (memory and memory-py alike)."
+        lines += [f"C accelerator: {note}", ""]
     lines += [
         f"Measured with {meta['valgrind']}, Python {meta['python']}"
         + (f", redis-server {meta['redis_server']}" if meta.get("redis_server") else "")
