@@ -18,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    from sanic_wsauth._shutdown import defer_shutdown_signals
+
     from .server import create_app
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve")
@@ -53,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         motd=False,
         verbosity=0,
     )
+    defer_shutdown_signals(app)
     Sanic.serve(primary=app, app_loader=loader)
     return 0
 

@@ -114,6 +114,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    from ._shutdown import defer_shutdown_signals
     from .demo import API_KEY_ENV, create_app
 
     # Workers re-import the app, so everything they need travels in the
@@ -159,6 +160,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         debug=False,
         motd=False,
     )
+    defer_shutdown_signals(app)
     print(f"demo: http://{args.host}:{args.port}/  (websocket /ws)", file=sys.stderr, flush=True)
     try:
         Sanic.serve(primary=app, app_loader=loader)
