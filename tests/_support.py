@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from ssl import SSLContext
 from typing import Any
 
@@ -224,6 +225,15 @@ def wait_for_port(host: str, port: int, *, timeout: float = 30.0, proc: Any = No
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing answered on {host}:{port} within {timeout}s")
+
+
+def wait_for_workers(log: Path, n: int, *, timeout: float = 30.0) -> None:
+    """Wait until a demo's log says ``n`` workers are ready (one may answer before the other)."""
+    deadline = time.monotonic() + timeout
+    while log.read_text(errors="replace").count("Worker ready") < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n} workers did not become ready within {timeout}s")
+        time.sleep(0.05)
 
 
 def stop_process_group(proc: subprocess.Popen[Any], *, grace: float = 10.0) -> None:

@@ -20,7 +20,7 @@ from sanic_wsauth.demo import DEMO_SUBPROTOCOL
 from sanic_wsauth.ext.redaction import LOGGER_NAMES, REDACTED, TicketRedactor, install_redaction
 
 from ._raw import raw_upgrade
-from ._support import new_secret, post_token, run_demo
+from ._support import new_secret, post_token, run_demo, wait_for_workers
 
 WINDOW = 9  # "no substring of a ticket longer than 8 characters"
 
@@ -250,15 +250,6 @@ def test_install_is_idempotent_and_covers_handlers() -> None:
 # -- the real thing: the demo, 2 workers, DEBUG, access log on -------------------------
 
 
-def _wait_for_workers(log: Path, n: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if log.read_text(errors="replace").count("Worker ready") >= n:
-            return
-        time.sleep(0.1)
-    raise TimeoutError("workers did not become ready")
-
-
 @pytest.mark.slow
 def test_demo_logs_hold_no_ticket(tmp_path: Path) -> None:
     from websockets.asyncio.client import connect
@@ -279,7 +270,7 @@ def test_demo_logs_hold_no_ticket(tmp_path: Path) -> None:
     with run_demo(
         workers=2, env=env, args=["--log-level", "DEBUG", "--access-log"], log_path=str(log)
     ) as (_, port):
-        _wait_for_workers(log, 2)
+        wait_for_workers(log, 2)
         base = f"http://127.0.0.1:{port}"
         ws_base = f"ws://127.0.0.1:{port}"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ._support import free_port, new_secret, wait_for_port
+from ._support import free_port, new_secret, wait_for_port, wait_for_workers
 
 pytestmark = pytest.mark.slow
 
@@ -75,11 +75,7 @@ def test_a_signal_inside_a_manager_call_shuts_the_demo_down_cleanly(
         )
         try:
             wait_for_port("127.0.0.1", port, proc=proc)
-            # Both workers up: a worker stopped mid-import is another matter.
-            deadline = time.monotonic() + 30
-            while log_path.read_text(errors="replace").count("Worker ready") < 2:
-                assert time.monotonic() < deadline, "the workers did not both start"
-                time.sleep(0.05)
+            wait_for_workers(log_path, 2)  # a worker stopped mid-import is another matter
             proc.send_signal(signal.SIGUSR1)  # the next manager call gets the signal
             code = proc.wait(timeout=30)
         finally:
