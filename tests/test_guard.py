@@ -409,6 +409,79 @@ async def test_only_the_decorator_makes_a_route_public(app_name: str, secret: st
         assert_refused(await handshake(f"{srv.ws}/feed"), 401, "missing")
 
 
+async def test_class_based_views_take_the_markers_on_get_the_class_or_decorators(
+    app_name: str, secret: str
+) -> None:
+    from sanic.views import HTTPMethodView
+
+    app = build_app(app_name, secret)
+
+    class Echo(HTTPMethodView):
+        async def get(self, request: Request, ws: Any) -> None:
+            ticket = getattr(request.ctx, "ticket", None)  # public routes have none
+            subject = ticket.subject if ticket else "anyone"
+            await ws.send(f"{type(self).__name__} {subject}: {await ws.recv()}")
+
+    class OnGet(Echo):
+        @WSAuth.public
+        async def get(self, request: Request, ws: Any) -> None:
+            await super().get(request, ws)
+
+    @WSAuth.public
+    class OnClass(Echo):
+        pass
+
+    class ByDecorators(Echo):
+        decorators = [WSAuth.public]
+
+    @WSAuth.audience("lobby")
+    class Room(Echo):
+        @WSAuth.audience("room-1")  # the method's own marker wins over the class's
+        async def get(self, request: Request, ws: Any) -> None:
+            await super().get(request, ws)
+
+    @WSAuth.audience("lobby")
+    class Lobby(Echo):
+        pass
+
+    for view, path in [
+        (Echo, "/cbv"),
+        (OnGet, "/cbv/get"),
+        (OnClass, "/cbv/class"),
+        (ByDecorators, "/cbv/decorators"),
+        (Room, "/cbv/room"),
+        (Lobby, "/cbv/lobby"),
+    ]:
+        app.add_websocket_route(view.as_view(), path)
+    async with serve(app) as srv:
+        ext = wsauth(srv)
+        for view_name, path in [("OnGet", "get"), ("OnClass", "class")]:
+            result = await handshake(f"{srv.ws}/cbv/{path}")
+            assert (result.status, result.reply) == (101, f"{view_name} anyone: ping")
+        result = await handshake(f"{srv.ws}/cbv/decorators")
+        assert (result.status, result.reply) == (101, "ByDecorators anyone: ping")
+        # Unmarked: a ticket is needed, and the view sees who the client is.
+        assert_refused(await handshake(f"{srv.ws}/cbv"), 401, "missing")
+        result = await handshake(f"{srv.ws}/cbv?token={ext.issue('bob')}")
+        assert (result.status, result.reply) == (101, "Echo bob: ping")
+        # Audiences: the default is the path; a marker on get() beats the class's.
+        result = await handshake(f"{srv.ws}/cbv?token={ext.issue('bob', audience='/cbv')}")
+        assert result.status == 101
+        for path, audience, opens in [
+            ("room", "room-1", True),
+            ("room", "lobby", False),
+            ("room", "/cbv/room", False),
+            ("lobby", "lobby", True),
+            ("lobby", "/cbv/lobby", False),
+        ]:
+            token = ext.issue("eve", audience=audience)
+            result = await handshake(f"{srv.ws}/cbv/{path}?token={token}")
+            if opens:
+                assert result.status == 101, (path, audience)
+            else:
+                assert_refused(result, 403, "audience_mismatch")
+
+
 _KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
 

@@ -86,6 +86,19 @@ def _original_handler(route: Route) -> Any:
     return args[0] if args else handler
 
 
+def _marked(handler: Any) -> tuple[Any, ...]:
+    """Where a route's markers may sit, most specific first.
+
+    A class-based view (``HTTPMethodView.as_view()``) answers the handshake
+    with its ``get``: a marker there, on the class, or (through the class's
+    ``decorators`` list) on the view function counts.
+    """
+    view_class = getattr(handler, "view_class", None)
+    if view_class is None:
+        return (handler,)
+    return (getattr(view_class, "get", None), view_class, handler)
+
+
 def _route_subprotocols(route: Route) -> frozenset[str] | None:
     # The same partial carries the route's subprotocols=[...] as a keyword.
     keywords = getattr(route.handler, "keywords", None) or {}
@@ -97,12 +110,13 @@ def policy_for(route: Route) -> RoutePolicy:
     """Return (and cache on ``route.ctx``) the route's policy."""
     cached: RoutePolicy | None = getattr(route.ctx, "wsauth_policy", None)
     if cached is None:
-        handler = _original_handler(route)
+        marked = _marked(_original_handler(route))
+        audiences = (getattr(target, _AUDIENCE, None) for target in marked)
         cached = RoutePolicy(
             # Only the decorator: the README promises it is the one way to skip
             # the guard (a truthy route.ctx.wsauth_public used to count too).
-            public=getattr(handler, _PUBLIC, False) is True,
-            audience=getattr(handler, _AUDIENCE, None),
+            public=any(getattr(target, _PUBLIC, False) is True for target in marked),
+            audience=next((spec for spec in audiences if spec is not None), None),
             subprotocols=_route_subprotocols(route),
         )
         route.ctx.wsauth_policy = cached
