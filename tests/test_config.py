@@ -328,6 +328,16 @@ def test_a_nan_cap_from_the_environment_stops_construction(
         WSAuth(app, secret_keys="k" * 40)
 
 
+@pytest.mark.parametrize("off", [0, 0.0, False, None, ""])
+def test_a_connection_age_of_zero_false_or_empty_is_off(off: Any) -> None:
+    """Off is the default, so false (``SANIC_WSAUTH_MAX_CONNECTION_AGE=false``
+    reaches us as False) may say it too; true names no age and is refused."""
+    config = resolve_config({"WSAUTH_MAX_CONNECTION_AGE": off, "WSAUTH_SECRET": "k" * 40}, {})
+    assert config.max_connection_age == 0.0
+    with pytest.raises(ConfigurationError, match="WSAUTH_MAX_CONNECTION_AGE must be a number"):
+        resolve_config({"WSAUTH_MAX_CONNECTION_AGE": True, "WSAUTH_SECRET": "k" * 40}, {})
+
+
 def test_whole_float_values_are_accepted() -> None:
     config = resolve_config({"WSAUTH_MAX_AGE": 45.0, "WSAUTH_SECRET": "k" * 40}, {})
     assert config.max_age == 45 and isinstance(config.max_age, int)
