@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from sanic_wsauth._shutdown import defer_shutdown_signals
+    from sanic_wsauth._shutdown import managed_shutdown
 
     from .server import create_app
 
@@ -55,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         motd=False,
         verbosity=0,
     )
-    defer_shutdown_signals(app)
-    Sanic.serve(primary=app, app_loader=loader)
+    with managed_shutdown(app):
+        Sanic.serve(primary=app, app_loader=loader)
     return 0
 
 

@@ -1,47 +1,84 @@
-"""Shut Sanic's multi-worker main process down off the signal handler.
+"""Stop Sanic's multi-worker main process cleanly on SIGTERM or SIGINT.
 
-Sanic's ``WorkerManager`` handles SIGINT/SIGTERM in the main thread, and the
-handler writes worker states through a ``multiprocessing`` manager proxy. The
-main thread uses that same proxy (same connection) in its monitor loop, many
-times a second. A signal that lands between a proxy request and its reply
-makes the handler read the reply meant for the loop: ``TypeError: 'list'
-object is not a mapping``, a traceback, and a main process that dies without
-stopping its workers in order (seen in this project's CI, Sanic 25.12).
+Two faults of Sanic's ``WorkerManager`` (25.12), both seen in this project:
 
-:func:`defer_shutdown_signals` re-registers both signals, once the manager
-exists, with a handler that runs Sanic's own one in a new thread. A proxy keeps
-one connection per thread, so the handler's calls no longer interleave with
-the loop's. Everything else (the log line, a second signal killing) is Sanic's.
+- Its handler runs in the main thread and writes worker states through the
+  ``multiprocessing`` manager proxy that the monitor loop uses many times a
+  second, over the same connection. A signal between one of the loop's
+  requests and its reply makes the handler read that reply: ``TypeError:
+  'list' object is not a mapping``, a traceback, sometimes a hang.
+- The manager's server process ignores SIGINT (the standard library does
+  that) but not SIGTERM. A SIGTERM to the whole process group, as systemd
+  sends by default, kills it too, and the main process then fails on its next
+  proxy call (``ConnectionResetError``), although every worker got the
+  signal and stops.
+
+:func:`managed_shutdown` wraps ``Sanic.serve``. Once the worker manager
+exists, both signals run Sanic's own handler in a new thread: a proxy keeps
+one connection per thread, so the handler no longer shares the loop's. One
+handler runs at a time, so a second signal still means "kill now". Where the
+manager's server is gone, the handler signals the workers itself, and
+:attr:`Serving.signalled` lets the caller tell that stop from a failure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-__all__ = ["defer_shutdown_signals"]
+__all__ = ["Serving", "managed_shutdown"]
+
+logger = logging.getLogger("sanic_wsauth")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def defer_shutdown_signals(app: Any) -> None:
-    """In the main process of ``Sanic.serve``, handle shutdown signals in a thread."""
+class Serving:
+    """What :func:`managed_shutdown` saw of the run."""
+
+    #: The worker manager was ready: the workers were about to start.
+    started = False
+    #: A shutdown signal came once the workers were starting.
+    signalled = False
+
+
+@contextlib.contextmanager
+def managed_shutdown(app: Any) -> Iterator[Serving]:
+    """Run ``Sanic.serve(primary=app, ...)`` inside this block (main process)."""
+    serving = Serving()
 
     def install(app: Any) -> None:
-        handler = app.manager.shutdown_signal
+        manager = app.manager
+        handler = manager.shutdown_signal
+        lock = threading.Lock()
 
         def shut_down(signum: int) -> None:
-            # The manager's server is gone only once serve() is ending anyway.
-            with contextlib.suppress(OSError, EOFError):
-                handler(signum, None)
+            with lock:
+                try:
+                    handler(signum, None)
+                except (OSError, EOFError) as exc:
+                    logger.warning(
+                        "Sanic's process manager is gone (%s); stopping the workers directly",
+                        type(exc).__name__,
+                    )
+                    for process in manager.processes:
+                        if process.pid and process.is_alive():
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(process.pid, signal.SIGINT)
 
         def deferred(signum: int, frame: FrameType | None) -> None:
+            serving.signalled = True
             threading.Thread(target=shut_down, args=(signum,), name="wsauth-shutdown").start()
 
         for signum in _SIGNALS:
             signal.signal(signum, deferred)
+        serving.started = True
 
     app.main_process_ready(install)
+    yield serving

@@ -114,7 +114,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from ._shutdown import defer_shutdown_signals
+    from ._shutdown import managed_shutdown
     from .demo import API_KEY_ENV, create_app
 
     # Workers re-import the app, so everything they need travels in the
@@ -160,12 +160,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         debug=False,
         motd=False,
     )
-    defer_shutdown_signals(app)
     print(f"demo: http://{args.host}:{args.port}/  (websocket /ws)", file=sys.stderr, flush=True)
-    try:
-        Sanic.serve(primary=app, app_loader=loader)
-    except OSError as exc:  # taken in the moment since _check_listen
-        raise _Failed(f"error: cannot listen on {args.host}:{args.port}: {exc}") from None
+    with managed_shutdown(app) as serving:
+        try:
+            Sanic.serve(primary=app, app_loader=loader)
+        except (OSError, EOFError) as exc:
+            if serving.signalled and isinstance(exc, (ConnectionError, EOFError)):
+                return EXIT_OK  # asked to stop; Sanic's manager went with the signal
+            if serving.started or not isinstance(exc, OSError):  # not a listen error
+                raise _Failed(f"error: the server stopped on {type(exc).__name__}") from None
+            # Taken in the moment since _check_listen.
+            raise _Failed(f"error: cannot listen on {args.host}:{args.port}: {exc}") from None
     return EXIT_OK
 
 

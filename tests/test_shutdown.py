@@ -1,21 +1,24 @@
-"""A shutdown signal that lands inside one of Sanic's manager calls.
+"""The demo's 2-worker main process on SIGTERM and SIGINT (``sanic_wsauth/_shutdown.py``).
 
 Sanic's main process polls worker states through a ``multiprocessing``
-manager proxy many times a second; its SIGTERM/SIGINT handler uses the same
-proxy. A signal between a request and its reply made the handler read the
-loop's reply and die with a traceback (two CI runs of this project, at random).
-Timing a real signal into a window of microseconds is not repeatable, so the
-demo below raises the signal itself at that exact point: a fault injected,
-everything else (the demo, its two workers, Sanic's shutdown) real.
+manager proxy many times a second; its SIGTERM/SIGINT handler used the same
+proxy connection. A signal between a request and its reply made the handler
+read the loop's reply and die with a traceback (two CI runs of this project,
+at random). Timing a real signal into a window of microseconds is not
+repeatable, so the first test has the demo raise the signal itself at that
+exact point: a fault injected, everything else (the demo, its two workers,
+Sanic's shutdown) real. The others send real signals from outside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,38 +60,70 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _demo(log_path: Path, *prefix: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A 2-worker demo in its own process group, ready; the group is gone after."""
+    port = free_port()
+    env = {**os.environ, "WSAUTH_SECRET": new_secret(), "WSAUTH_DEMO_API_KEY": "k"}
+    cmd = [*prefix, "demo", "--port", str(port), "--workers", "2"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for_port("127.0.0.1", port, proc=proc)
+        wait_for_workers(log_path, 2)  # a worker stopped mid-import is another matter
+        yield proc
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _group_alive(proc.pid), "a process outlived the demo's main process"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _assert_clean_stop(log_path: Path, proc: subprocess.Popen[bytes]) -> str:
+    text = log_path.read_text(errors="replace")
+    assert "Traceback" not in text, text[-3000:]
+    assert text.count("Worker complete") == 2, text
+    assert "error:" not in text, text  # the CLI's own error line
+    assert proc.returncode == 0, text
+    return text
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_inside_a_manager_call_shuts_the_demo_down_cleanly(
     signum: signal.Signals, tmp_path: Path
 ) -> None:
-    port = free_port()
     log_path = tmp_path / "demo.log"
-    env = {**os.environ, "WSAUTH_SECRET": new_secret(), "WSAUTH_DEMO_API_KEY": "k"}
-    cmd = [sys.executable, "-c", _INJECT, str(int(signum)), "demo", "--port", str(port)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*cmd, "--workers", "2"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for_port("127.0.0.1", port, proc=proc)
-            wait_for_workers(log_path, 2)  # a worker stopped mid-import is another matter
-            proc.send_signal(signal.SIGUSR1)  # the next manager call gets the signal
-            code = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    text = log_path.read_text(errors="replace")
+    with _demo(log_path, sys.executable, "-c", _INJECT, str(int(signum))) as proc:
+        proc.send_signal(signal.SIGUSR1)  # the next manager call gets the signal
+    text = _assert_clean_stop(log_path, proc)
     assert "injected: signal inside a manager call" in text, text
-    assert "Traceback" not in text, text[-3000:]
     assert f"Received signal {signum.name}. Shutting down." in text, text
-    assert text.count("Worker complete") == 2, text
-    assert code == 0, text
-    deadline = time.monotonic() + 10
-    while _group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _group_alive(proc.pid), "a worker outlived the main process"
+
+
+def test_sigterm_to_the_whole_process_group_stops_the_demo_with_0(tmp_path: Path) -> None:
+    """As systemd stops a service: every process gets SIGTERM, Sanic's manager
+    server included, which dies. Before, the demo then exited 1 with "cannot
+    listen on ...: Connection reset by peer"."""
+    log_path = tmp_path / "demo.log"
+    with _demo(log_path, sys.executable, "-m", "sanic_wsauth") as proc:
+        os.killpg(proc.pid, signal.SIGTERM)
+    _assert_clean_stop(log_path, proc)
+
+
+def test_a_second_signal_during_shutdown_still_kills(tmp_path: Path) -> None:
+    """Sanic's rule: a second signal while shutting down kills the workers at once."""
+    log_path = tmp_path / "demo.log"
+    with _demo(log_path, sys.executable, "-m", "sanic_wsauth") as proc:
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+    text = log_path.read_text(errors="replace")
+    assert text.count("Shutting down.") == 1, text
+    assert "Shutdown interrupted. Killing." in text, text
+    assert "Traceback" not in text, text[-3000:]
