@@ -331,11 +331,24 @@ def test_a_nan_cap_from_the_environment_stops_construction(
 @pytest.mark.parametrize("off", [0, 0.0, False, None, ""])
 def test_a_connection_age_of_zero_false_or_empty_is_off(off: Any) -> None:
     """Off is the default, so false (``SANIC_WSAUTH_MAX_CONNECTION_AGE=false``
-    reaches us as False) may say it too; true names no age and is refused."""
+    reaches us as False) may say it too."""
     config = resolve_config({"WSAUTH_MAX_CONNECTION_AGE": off, "WSAUTH_SECRET": "k" * 40}, {})
     assert config.max_connection_age == 0.0
+
+
+@pytest.mark.parametrize(("text", "age"), [("false", 0.0), ("0", 0.0), ("", 0.0), ("2.5", 2.5)])
+def test_a_connection_age_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, app_name: str, text: str, age: float
+) -> None:
+    monkeypatch.setenv("SANIC_WSAUTH_MAX_CONNECTION_AGE", text)
+    wsauth = WSAuth(Sanic(app_name), secret_keys="k" * 40)
+    assert wsauth.configure().max_connection_age == age
+
+
+@pytest.mark.parametrize("value", [True, b"", [], "true"])
+def test_a_connection_age_of_true_or_not_a_number_is_refused(value: Any) -> None:
     with pytest.raises(ConfigurationError, match="WSAUTH_MAX_CONNECTION_AGE must be a number"):
-        resolve_config({"WSAUTH_MAX_CONNECTION_AGE": True, "WSAUTH_SECRET": "k" * 40}, {})
+        resolve_config({"WSAUTH_MAX_CONNECTION_AGE": value, "WSAUTH_SECRET": "k" * 40}, {})
 
 
 def test_whole_float_values_are_accepted() -> None:

@@ -444,6 +444,26 @@ async def test_class_based_views_take_the_markers_on_get_the_class_or_decorators
     class Lobby(Echo):
         pass
 
+    # Nothing is inherited but Sanic's own decorators list: a subclass of a
+    # public view, or of one with an audience, is protected as any other route.
+    class FromPublicClass(OnClass):
+        async def get(self, request: Request, ws: Any) -> None:
+            await super().get(request, ws)
+
+    class FromPublicGet(OnGet):
+        pass
+
+    class FromLobby(Lobby):
+        pass
+
+    class FromDecorators(ByDecorators):  # Sanic applies the inherited list
+        pass
+
+    class PlainHTTP(HTTPMethodView):
+        @WSAuth.public
+        async def get(self, request: Request) -> Any:
+            return text("plain")
+
     for view, path in [
         (Echo, "/cbv"),
         (OnGet, "/cbv/get"),
@@ -451,8 +471,13 @@ async def test_class_based_views_take_the_markers_on_get_the_class_or_decorators
         (ByDecorators, "/cbv/decorators"),
         (Room, "/cbv/room"),
         (Lobby, "/cbv/lobby"),
+        (FromPublicClass, "/cbv/from-class"),
+        (FromPublicGet, "/cbv/from-get"),
+        (FromLobby, "/cbv/from-lobby"),
+        (FromDecorators, "/cbv/from-decorators"),
     ]:
         app.add_websocket_route(view.as_view(), path)
+    app.add_route(PlainHTTP.as_view(), "/cbv/http")  # an upgrade there is guarded too
     async with serve(app) as srv:
         ext = wsauth(srv)
         for view_name, path in [("OnGet", "get"), ("OnClass", "class")]:
@@ -460,6 +485,12 @@ async def test_class_based_views_take_the_markers_on_get_the_class_or_decorators
             assert (result.status, result.reply) == (101, f"{view_name} anyone: ping")
         result = await handshake(f"{srv.ws}/cbv/decorators")
         assert (result.status, result.reply) == (101, "ByDecorators anyone: ping")
+        result = await handshake(f"{srv.ws}/cbv/from-decorators")
+        assert (result.status, result.reply) == (101, "FromDecorators anyone: ping")
+        for path in ["from-class", "from-get", "http"]:
+            assert_refused(await handshake(f"{srv.ws}/cbv/{path}"), 401, "missing")
+        result = await handshake(f"{srv.ws}/cbv/from-class?token={ext.issue('bob')}")
+        assert (result.status, result.reply) == (101, "FromPublicClass bob: ping")
         # Unmarked: a ticket is needed, and the view sees who the client is.
         assert_refused(await handshake(f"{srv.ws}/cbv"), 401, "missing")
         result = await handshake(f"{srv.ws}/cbv?token={ext.issue('bob')}")
@@ -473,6 +504,8 @@ async def test_class_based_views_take_the_markers_on_get_the_class_or_decorators
             ("room", "/cbv/room", False),
             ("lobby", "lobby", True),
             ("lobby", "/cbv/lobby", False),
+            ("from-lobby", "lobby", False),  # its own path, not the parent's audience
+            ("from-lobby", "/cbv/from-lobby", True),
         ]:
             token = ext.issue("eve", audience=audience)
             result = await handshake(f"{srv.ws}/cbv/{path}?token={token}")

@@ -237,7 +237,9 @@ def _convert(name: str, value: Any) -> Any:
     if name == "redis_timeout":
         return _as_number(name, value, float, 0.001)
     if name == "max_connection_age":
-        return _as_number(name, value or 0, float, 0)
+        # Off is the default, so None, empty and false may say it too (Sanic
+        # reads SANIC_WSAUTH_MAX_CONNECTION_AGE=false as False); true is refused.
+        return _as_number(name, 0 if value in (None, "", False) else value, float, 0)
     if name in (
         "require_audience",
         "check_origin",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from sanic import Request
+from sanic.views import HTTPMethodView
 from sanic_routing import Route
 
 __all__ = ["AudienceSpec", "RoutePolicy", "audience", "policy_for", "public"]
@@ -86,17 +87,33 @@ def _original_handler(route: Route) -> Any:
     return args[0] if args else handler
 
 
-def _marked(handler: Any) -> tuple[Any, ...]:
-    """Where a route's markers may sit, most specific first.
+def _markers(route: Route, handler: Any) -> tuple[bool, AudienceSpec | None]:
+    """The route's ``(public, audience)`` markers.
 
-    A class-based view (``HTTPMethodView.as_view()``) answers the handshake
-    with its ``get``: a marker there, on the class, or (through the class's
-    ``decorators`` list) on the view function counts.
+    A class-based view (``HTTPMethodView.as_view()``) on a websocket route
+    answers the handshake with its ``get``: a marker on a ``get`` the class
+    defines, on the class itself, or (through the class's ``decorators`` list)
+    on the view function counts, most specific first. Nothing is inherited: a
+    subclass of a public view is protected until it is marked itself.
     """
+    public, spec = getattr(handler, _PUBLIC, False) is True, getattr(handler, _AUDIENCE, None)
     view_class = getattr(handler, "view_class", None)
-    if view_class is None:
-        return (handler,)
-    return (getattr(view_class, "get", None), view_class, handler)
+    if not (
+        getattr(route.extra, "websocket", False)
+        and isinstance(view_class, type)
+        and issubclass(view_class, HTTPMethodView)
+    ):
+        return public, spec
+    get = vars(view_class).get("get")
+    own: list[Mapping[str, Any]] = [
+        getattr(get, "__dict__", {}),
+        vars(view_class),
+        {_PUBLIC: public, _AUDIENCE: spec},
+    ]
+    return (
+        any(markers.get(_PUBLIC) is True for markers in own),
+        next((markers[_AUDIENCE] for markers in own if markers.get(_AUDIENCE) is not None), None),
+    )
 
 
 def _route_subprotocols(route: Route) -> frozenset[str] | None:
@@ -110,13 +127,12 @@ def policy_for(route: Route) -> RoutePolicy:
     """Return (and cache on ``route.ctx``) the route's policy."""
     cached: RoutePolicy | None = getattr(route.ctx, "wsauth_policy", None)
     if cached is None:
-        marked = _marked(_original_handler(route))
-        audiences = (getattr(target, _AUDIENCE, None) for target in marked)
+        # Only the decorator: the README promises it is the one way to skip
+        # the guard (a truthy route.ctx.wsauth_public used to count too).
+        public, audience = _markers(route, _original_handler(route))
         cached = RoutePolicy(
-            # Only the decorator: the README promises it is the one way to skip
-            # the guard (a truthy route.ctx.wsauth_public used to count too).
-            public=any(getattr(target, _PUBLIC, False) is True for target in marked),
-            audience=next((spec for spec in audiences if spec is not None), None),
+            public=public,
+            audience=audience,
             subprotocols=_route_subprotocols(route),
         )
         route.ctx.wsauth_policy = cached
