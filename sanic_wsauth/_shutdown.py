@@ -16,9 +16,10 @@ Two faults of Sanic's ``WorkerManager`` (25.12), both seen in this project:
 :func:`managed_shutdown` wraps ``Sanic.serve``. Once the worker manager
 exists, both signals run Sanic's own handler in a new thread: a proxy keeps
 one connection per thread, so the handler no longer shares the loop's. One
-handler runs at a time, so a second signal still means "kill now". Where the
-manager's server is gone, the handler signals the workers itself, and
-:attr:`Serving.signalled` lets the caller tell that stop from a failure.
+handler runs at a time, so a second signal still means "kill now". Where
+Sanic's handler fails (its manager's server gone), the workers are signalled
+directly, and :attr:`Serving.signalled` lets the caller tell that stop from
+a failure.
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ class Serving:
 
 @contextlib.contextmanager
 def managed_shutdown(app: Any) -> Iterator[Serving]:
-    """Run ``Sanic.serve(primary=app, ...)`` inside this block (main process)."""
+    """Run ``Sanic.serve(primary=app, ...)`` inside this block (main process).
+
+    The signal handlers from before the block are back after it.
+    """
     serving = Serving()
+    previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
 
     def install(app: Any) -> None:
         manager = app.manager
@@ -62,12 +67,16 @@ def managed_shutdown(app: Any) -> Iterator[Serving]:
             with lock:
                 try:
                     handler(signum, None)
-                except (OSError, EOFError) as exc:
+                except Exception as exc:  # noqa: BLE001 - the signal must not be lost
+                    # The manager's server is gone, say (a group SIGTERM).
                     logger.warning(
-                        "Sanic's process manager is gone (%s); stopping the workers directly",
+                        "Sanic's shutdown failed (%s); stopping the workers directly",
                         type(exc).__name__,
                     )
-                    for process in manager.processes:
+                    # As Sanic's shutdown() would have: a second signal now
+                    # kills, and the main loop signals no process again.
+                    manager._shutting_down = True
+                    for process in list(manager.processes):
                         if process.pid and process.is_alive():
                             with contextlib.suppress(ProcessLookupError):
                                 os.kill(process.pid, signal.SIGINT)
@@ -81,4 +90,8 @@ def managed_shutdown(app: Any) -> Iterator[Serving]:
         serving.started = True
 
     app.main_process_ready(install)
-    yield serving
+    try:
+        yield serving
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -15,6 +15,7 @@ secret, bad JSON). Errors are one line on stderr; the secret is never printed.
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import math
@@ -167,11 +168,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         except (OSError, EOFError) as exc:
             if serving.signalled and isinstance(exc, (ConnectionError, EOFError)):
                 return EXIT_OK  # asked to stop; Sanic's manager went with the signal
-            if serving.started or not isinstance(exc, OSError):  # not a listen error
-                raise _Failed(f"error: the server stopped on {type(exc).__name__}") from None
-            # Taken in the moment since _check_listen.
-            raise _Failed(f"error: cannot listen on {args.host}:{args.port}: {exc}") from None
+            if getattr(exc, "errno", None) in _LISTEN_ERRNOS and not serving.started:
+                # Taken in the moment since _check_listen.
+                raise _Failed(f"error: cannot listen on {args.host}:{args.port}: {exc}") from None
+            raise _Failed(f"error: the server stopped on {type(exc).__name__}: {exc}") from None
     return EXIT_OK
+
+
+#: What binding a listening socket fails with (any other error is not "cannot listen").
+_LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
 def _check_listen(host: str, port: int) -> None:

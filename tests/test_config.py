@@ -345,7 +345,7 @@ def test_a_connection_age_from_the_environment(
     assert wsauth.configure().max_connection_age == age
 
 
-@pytest.mark.parametrize("value", [True, b"", [], "true"])
+@pytest.mark.parametrize("value", [True, b"", [], "true", Decimal("sNaN"), 0j])
 def test_a_connection_age_of_true_or_not_a_number_is_refused(value: Any) -> None:
     with pytest.raises(ConfigurationError, match="WSAUTH_MAX_CONNECTION_AGE must be a number"):
         resolve_config({"WSAUTH_MAX_CONNECTION_AGE": value, "WSAUTH_SECRET": "k" * 40}, {})

@@ -239,7 +239,9 @@ def _convert(name: str, value: Any) -> Any:
     if name == "max_connection_age":
         # Off is the default, so None, empty and false may say it too (Sanic
         # reads SANIC_WSAUTH_MAX_CONNECTION_AGE=false as False); true is refused.
-        return _as_number(name, 0 if value in (None, "", False) else value, float, 0)
+        # By identity, not ==: Decimal("sNaN") == 0 raises, 0j == 0 holds.
+        off = value is None or value is False or (isinstance(value, str) and not value)
+        return _as_number(name, 0 if off else value, float, 0)
     if name in (
         "require_audience",
         "check_origin",
