@@ -152,6 +152,10 @@ _BAD_CHARSET = b"\r\nContent-Type: text/plain; charset=no-such-charset\r\n\r\n"
         # Blank values count (Sanic's request.args and .form drop them).
         {"params": {"audience": ""}},
         {"content": b"audience=", "headers": {"content-type": _FORM}},
+        # Only whitespace is blank too.
+        {"json": {"audience": " "}},
+        {"params": {"audience": "\t"}},
+        {"content": b"audience=%E3%80%80", "headers": {"content-type": _FORM}},  # U+3000
         # A body that may hold an audience and cannot be read: never unbound.
         {"content": _MULTIPART, "headers": {"content-type": "multipart/form-data"}},
         {"content": _MULTIPART.replace(b"\r\n\r\n", _BAD_CHARSET), "headers": _BOUNDARY},
@@ -183,6 +187,9 @@ _BAD_CHARSET = b"\r\nContent-Type: text/plain; charset=no-such-charset\r\n\r\n"
         "no-type",
         "blank-query",
         "blank-form",
+        "space-json",
+        "tab-query",
+        "ideographic-space-form",
         "multipart-no-boundary",
         "multipart-bad-charset",
         "multipart-unclosed",

@@ -102,6 +102,8 @@ def _requested_audience(request: Request, param: str) -> str | None:
         raise ValueError("one audience string expected")
     if not 0 < len(values[0]) <= MAX_AUDIENCE_CHARS:
         raise ValueError("audience length out of range")
+    if values[0].isspace():  # blank too: no route is named " "
+        raise ValueError("blank audience")
     # A lone surrogate (JSON can escape one) cannot go into a ticket:
     # UnicodeEncodeError is a ValueError, so the answer is 400.
     values[0].encode("utf-8")
