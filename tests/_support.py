@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
@@ -262,16 +262,19 @@ def run_demo(
     args: list[str] | None = None,
     port: int | None = None,
     log_path: str | None = None,
+    launcher: Sequence[str] = ("-m", "sanic_wsauth"),
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """Start ``python -m sanic_wsauth demo`` in a subprocess; stop it by PID."""
+    """Start ``python -m sanic_wsauth demo`` in a subprocess; stop it by PID.
+
+    ``launcher`` is what follows ``python`` and precedes the CLI's own arguments.
+    """
     port = port or free_port()
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("WSAUTH_DEMO_API_KEY", "test-api-key")
     full_env.setdefault("WSAUTH_SECRET", new_secret())
     cmd = [
         sys.executable,
-        "-m",
-        "sanic_wsauth",
+        *launcher,
         "demo",
         "--port",
         str(port),

@@ -17,14 +17,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ._support import free_port, new_secret, wait_for_port, wait_for_workers
+from ._support import run_demo, wait_for_workers
 
 pytestmark = pytest.mark.slow
 
@@ -71,29 +70,23 @@ def _group_alive(pgid: int) -> bool:
 
 
 @contextlib.contextmanager
-def _demo(log_path: Path, *prefix: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A 2-worker demo in its own process group, ready; the group is gone after."""
-    port = free_port()
-    env = {**os.environ, "WSAUTH_SECRET": new_secret(), "WSAUTH_DEMO_API_KEY": "k"}
-    cmd = [*prefix, "demo", "--port", str(port), "--workers", "2"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+def _demo(log_path: Path, *launcher: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A 2-worker demo, ready; the test stops it, and its whole group must be gone."""
+    proc = None
     try:
-        wait_for_port("127.0.0.1", port, proc=proc)
-        wait_for_workers(log_path, 2)  # a worker stopped mid-import is another matter
-        yield proc
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
+        with run_demo(workers=2, log_path=str(log_path), launcher=launcher) as (proc, _):
+            wait_for_workers(log_path, 2)  # a worker stopped mid-import is another matter
+            yield proc
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
         deadline = time.monotonic() + 10
         while _group_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _group_alive(proc.pid), "a process outlived the demo's main process"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _assert_clean_stop(log_path: Path, proc: subprocess.Popen[bytes]) -> str:
@@ -110,7 +103,7 @@ def test_a_signal_inside_a_manager_call_shuts_the_demo_down_cleanly(
     signum: signal.Signals, tmp_path: Path
 ) -> None:
     log_path = tmp_path / "demo.log"
-    with _demo(log_path, sys.executable, "-c", _INJECT, signum.name) as proc:
+    with _demo(log_path, "-c", _INJECT, signum.name) as proc:
         proc.send_signal(signal.SIGUSR1)  # the next manager call gets the signal
     text = _assert_clean_stop(log_path, proc)
     assert "injected: signal inside a manager call" in text, text
@@ -124,7 +117,7 @@ def test_sigterm_to_the_whole_process_group_stops_the_demo_with_0(tmp_path: Path
     the manager gone is a race: up to three runs, until one does."""
     for attempt in range(3):
         log_path = tmp_path / f"demo-{attempt}.log"
-        with _demo(log_path, sys.executable, "-m", "sanic_wsauth") as proc:
+        with _demo(log_path, "-m", "sanic_wsauth") as proc:
             os.killpg(proc.pid, signal.SIGTERM)
         text = _assert_clean_stop(log_path, proc)
         if "Experienced exception while trying to serve" in text:
@@ -134,7 +127,7 @@ def test_sigterm_to_the_whole_process_group_stops_the_demo_with_0(tmp_path: Path
 
 def test_where_sanics_handler_fails_the_workers_are_stopped_directly(tmp_path: Path) -> None:
     log_path = tmp_path / "demo.log"
-    with _demo(log_path, sys.executable, "-c", _INJECT, "refused") as proc:
+    with _demo(log_path, "-c", _INJECT, "refused") as proc:
         proc.send_signal(signal.SIGTERM)
     text = _assert_clean_stop(log_path, proc)
     assert "Sanic's shutdown failed (ConnectionRefusedError)" in text, text
@@ -145,7 +138,7 @@ def test_a_second_signal_during_shutdown_still_kills(fault: str, tmp_path: Path)
     """Sanic's rule: a second signal while shutting down kills the workers at
     once; also where its handler failed and the workers were signalled directly."""
     log_path = tmp_path / "demo.log"
-    with _demo(log_path, sys.executable, "-c", _INJECT, fault) as proc:
+    with _demo(log_path, "-c", _INJECT, fault) as proc:
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGINT)
     text = log_path.read_text(errors="replace")
